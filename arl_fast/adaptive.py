@@ -1,0 +1,182 @@
+"""The adaptive resolution loss (the paper's eq. 7): train one resolution per epoch, chosen from the loss trends.
+
+Each training step backpropagates the loss of the epoch's resolution only.  To
+see every resolution's trend, the module also measures all levels' losses
+without gradient ("probes") every ``probe_every`` steps, on the first
+``probe_fraction`` of the batch; ``end_epoch()`` hands the epoch means to a
+:class:`ResolutionSelector`, which draws the next epoch's resolution.
+
+Under ``torch.distributed`` the epoch sums are all-reduced, so every rank
+observes the same means, and rank 0's draw is broadcast, so every rank trains
+the same resolution even when the ranks were seeded differently.
+"""
+
+import copy
+import math
+import numbers
+
+import numpy as np
+import torch
+from torch import distributed as dist
+
+from ._validation import check_alpha, check_pair, check_temporal_unit
+from .losses import num_levels, resolution_loss, resolution_losses
+from .selector import ResolutionSelector
+
+# Aligned resolutions the epoch accumulators hold: sequences up to 2**64 long.
+MAX_RESOLUTIONS = 64
+
+
+class AdaptiveResolutionLoss(torch.nn.Module):
+    """``forward(z1, z2)`` gives the loss of the epoch's resolution; call ``end_epoch()`` after each epoch.
+
+    The first epoch's resolution is drawn uniformly among those of the first
+    batch.  ``history`` holds, per finished epoch, the aligned resolution
+    trained (0 the coarsest), the probabilities it was drawn from and the
+    per-resolution losses recorded at its end (coarsest first, None where never
+    seen).  Probing happens only in training mode.
+    """
+
+    def __init__(
+        self,
+        alpha=0.5,
+        temporal_unit=0,
+        seed=None,
+        backend="auto",
+        temperature=1.0,
+        probe_every=1,
+        probe_fraction=1.0,
+        score="difference",
+    ):
+        super().__init__()
+        check_alpha(alpha)
+        check_temporal_unit(temporal_unit)
+        if not isinstance(backend, str):
+            raise TypeError(f"backend must be a string, got {type(backend).__name__}")
+        if isinstance(probe_every, bool) or not isinstance(probe_every, numbers.Integral):
+            raise TypeError(f"probe_every must be an int >= 1, got {probe_every!r}")
+        if probe_every < 1:
+            raise ValueError(f"probe_every must be >= 1, got {probe_every}")
+        if isinstance(probe_fraction, bool) or not isinstance(probe_fraction, numbers.Real):
+            raise TypeError(f"probe_fraction must be a number in (0, 1], got {probe_fraction!r}")
+        if not 0 < probe_fraction <= 1:
+            raise ValueError(f"probe_fraction must be in (0, 1], got {probe_fraction}")
+        self.alpha = float(alpha)
+        self.temporal_unit = int(temporal_unit)
+        self.backend = backend
+        self.probe_every = int(probe_every)
+        self.probe_fraction = float(probe_fraction)
+        self.selector = ResolutionSelector(seed=seed, temperature=temperature, score=score)
+        self.history = []
+        self.epoch = 0
+        self.resolution = None  # aligned resolution trained this epoch; drawn at the first forward
+        self.probabilities = None  # the distribution it was drawn from
+        self._step = 0  # training steps this epoch
+        self._totals = None  # (2, MAX_RESOLUTIONS): probed loss sums and counts per aligned resolution
+
+    def extra_repr(self):
+        return (
+            f"alpha={self.alpha}, temporal_unit={self.temporal_unit}, backend={self.backend!r}, "
+            f"temperature={self.selector.temperature}, score={self.selector.score!r}, "
+            f"probe_every={self.probe_every}, probe_fraction={self.probe_fraction}"
+        )
+
+    def forward(self, z1, z2):
+        """Loss of the epoch's resolution for ``z1, z2`` (B, T, C); probes all levels when due."""
+        check_pair(z1, z2)
+        n = num_levels(z1.shape[1])
+        if self.resolution is None:
+            first_n, self.resolution = _from_rank0([n, self.selector.sample(n_resolutions=n)])
+            self.probabilities = [1.0 / first_n] * first_n
+        level = ResolutionSelector.level_for(self.resolution, n)
+        loss = resolution_loss(z1, z2, level, self.alpha, self.temporal_unit, backend=self.backend)
+        if self.training:
+            if self._step % self.probe_every == 0:
+                self._probe(z1, z2)
+            self._step += 1
+        return loss
+
+    @torch.no_grad()
+    def _probe(self, z1, z2):
+        """Add every level's loss on (part of) the batch to the epoch sums, without an autograd graph."""
+        batch = z1.shape[0]
+        rows = min(batch, max(2, math.ceil(batch * self.probe_fraction)))
+        losses = resolution_losses(
+            z1.detach()[:rows], z2.detach()[:rows], self.alpha, self.temporal_unit, backend=self.backend
+        )
+        if self._totals is None:
+            dtype = torch.float32 if z1.device.type == "mps" else torch.float64
+            self._totals = torch.zeros(2, MAX_RESOLUTIONS, dtype=dtype, device=z1.device)
+        elif self._totals.device != z1.device:
+            self._totals = self._totals.to(z1.device)
+        n = losses.numel()
+        self._totals[0, :n] += losses.flip(0).to(self._totals.dtype)
+        self._totals[1, :n] += 1
+
+    def end_epoch(self):
+        """Observe the epoch's mean per-resolution losses, draw the next resolution and return it (aligned)."""
+        totals = torch.zeros(2, MAX_RESOLUTIONS, dtype=torch.float64) if self._totals is None else self._totals
+        if _distributed():
+            totals = totals.to(_collective_device())
+            dist.all_reduce(totals)
+        sums, counts = totals.double().cpu().numpy()
+        if not counts.any():
+            raise RuntimeError("end_epoch() called before any training-mode forward in this epoch")
+        n = int(np.flatnonzero(counts)[-1]) + 1  # probes always cover the coarsest resolutions
+        means = sums[:n] / counts[:n]
+        self.selector.observe(means[::-1])  # finest first
+        self.history.append(
+            {
+                "epoch": self.epoch,
+                "resolution": self.resolution,
+                "probabilities": list(self.probabilities),
+                "level_losses": self.selector.values,
+            }
+        )
+        self.probabilities = self.selector.probabilities().tolist()
+        (self.resolution,) = _from_rank0([self.selector.sample()])
+        self.epoch += 1
+        self._step = 0
+        self._totals = None
+        return self.resolution
+
+    def get_extra_state(self):
+        """Selector, counters, running epoch sums and history: part of ``state_dict()``."""
+        return {
+            "selector": self.selector.state_dict(),
+            "epoch": self.epoch,
+            "resolution": self.resolution,
+            "probabilities": None if self.probabilities is None else list(self.probabilities),
+            "step": self._step,
+            "totals": None if self._totals is None else self._totals.double().cpu().tolist(),
+            "history": copy.deepcopy(self.history),
+        }
+
+    def set_extra_state(self, state):
+        self.selector.load_state_dict(state["selector"])
+        self.epoch = state["epoch"]
+        self.resolution = state["resolution"]
+        self.probabilities = state["probabilities"]
+        self._step = state["step"]
+        self._totals = None if state["totals"] is None else torch.tensor(state["totals"], dtype=torch.float64)
+        self.history = copy.deepcopy(state["history"])
+
+
+def _distributed():
+    return dist.is_available() and dist.is_initialized()
+
+
+def _collective_device():
+    """NCCL only moves CUDA tensors; the other process-group backends take CPU tensors."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def _from_rank0(values):
+    """``values`` (ints) as rank 0 has them, so every rank trains the same resolution."""
+    if not _distributed():
+        return values
+    tensor = torch.tensor(values, dtype=torch.int64, device=_collective_device())
+    dist.broadcast(tensor, src=0)
+    return tensor.tolist()

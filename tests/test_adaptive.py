@@ -1,0 +1,227 @@
+"""AdaptiveResolutionLoss: trains the selected level only, probes the trend, feeds the selector per epoch."""
+
+import numpy as np
+import pytest
+import torch
+
+from arl_fast import AdaptiveResolutionLoss, ResolutionSelector, num_levels, resolution_loss, resolution_losses
+
+
+def pair(length, batch=4, channels=6, seed=0, grad=False):
+    g = torch.Generator().manual_seed(seed)
+    z1 = torch.randn(batch, length, channels, generator=g, dtype=torch.float64)
+    z2 = torch.randn(batch, length, channels, generator=g, dtype=torch.float64)
+    return z1.requires_grad_(grad), z2.requires_grad_(grad)
+
+
+def run_epochs(module, lengths_per_epoch, seed=0):
+    """Feed batches of the given lengths; return each step's (resolution, loss value)."""
+    steps = []
+    for epoch, lengths in enumerate(lengths_per_epoch):
+        for step, length in enumerate(lengths):
+            z1, z2 = pair(length, seed=seed + 100 * epoch + step)
+            steps.append((module.resolution, module(z1, z2).item()))
+        module.end_epoch()
+    return steps
+
+
+def test_forward_is_the_selected_level_loss_with_its_gradient():
+    module = AdaptiveResolutionLoss(alpha=0.3, temporal_unit=1, seed=2)
+    z1, z2 = pair(37, grad=True)
+    loss = module(z1, z2)
+    level = ResolutionSelector.level_for(module.resolution, num_levels(37))
+    a1, a2 = pair(37, grad=True)
+    expected = resolution_loss(a1, a2, level, alpha=0.3, temporal_unit=1, backend="reference")
+    torch.testing.assert_close(loss, expected)
+    loss.backward()
+    expected.backward()
+    torch.testing.assert_close(z1.grad, a1.grad)
+    torch.testing.assert_close(z2.grad, a2.grad)
+
+
+def test_first_resolution_is_the_selectors_uniform_draw():
+    for seed in range(5):
+        module = AdaptiveResolutionLoss(seed=seed)
+        module(*pair(50))
+        assert module.resolution == ResolutionSelector(seed=seed).sample(n_resolutions=num_levels(50))
+        assert module.probabilities == [1 / num_levels(50)] * num_levels(50)
+
+
+def test_first_resolutions_vary_with_seed():
+    drawn = set()
+    for seed in range(20):
+        module = AdaptiveResolutionLoss(seed=seed)
+        module(*pair(50))
+        drawn.add(module.resolution)
+    assert len(drawn) > 2 and drawn <= set(range(num_levels(50)))
+
+
+def test_end_epoch_observes_the_epoch_means_aligned_from_the_coarsest():
+    module = AdaptiveResolutionLoss(alpha=0.5, seed=0)
+    batches = [pair(40, seed=1), pair(9, seed=2), pair(23, seed=3)]  # 6, 4 and 5 levels
+    for z1, z2 in batches:
+        module(z1, z2)
+    sums, counts = np.zeros(6), np.zeros(6)
+    for z1, z2 in batches:
+        aligned = resolution_losses(z1, z2, backend="reference").flip(0).numpy()
+        sums[: len(aligned)] += aligned
+        counts[: len(aligned)] += 1
+    first_resolution = module.resolution
+    drawn = module.end_epoch()
+    entry = module.history[0]
+    assert entry["epoch"] == 0 and entry["resolution"] == first_resolution
+    np.testing.assert_allclose(entry["level_losses"], sums / counts, rtol=1e-12)
+    # the next draw comes from eq. 5's probabilities: uniform after one measurement
+    np.testing.assert_allclose(module.probabilities, [1 / 6] * 6)
+    assert drawn == module.resolution and 0 <= drawn < 6
+
+    later = [pair(40, seed=4), pair(12, seed=5)]  # 6 and 4 levels
+    for z1, z2 in later:
+        module(z1, z2)
+    sums2, counts2 = np.zeros(6), np.zeros(6)
+    for z1, z2 in later:
+        aligned = resolution_losses(z1, z2, backend="reference").flip(0).numpy()
+        sums2[: len(aligned)] += aligned
+        counts2[: len(aligned)] += 1
+    module.end_epoch()
+    reference = ResolutionSelector()
+    reference.observe((sums / counts)[::-1])
+    reference.observe((sums2 / counts2)[::-1])
+    np.testing.assert_allclose(module.probabilities, reference.probabilities(), rtol=1e-12)
+    np.testing.assert_allclose(module.history[1]["level_losses"], sums2 / counts2, rtol=1e-12)
+    np.testing.assert_allclose(module.history[1]["probabilities"], [1 / 6] * 6)  # what epoch 1 was drawn from
+
+
+def test_history_fills_forward_resolutions_a_short_epoch_lacks():
+    module = AdaptiveResolutionLoss(seed=0)
+    long_pair = pair(64)  # 7 levels
+    module(*long_pair)
+    module.end_epoch()
+    short_pair = pair(8, seed=9)  # 4 levels
+    module(*short_pair)
+    module.end_epoch()
+    long_aligned = resolution_losses(*long_pair, backend="reference").flip(0).tolist()
+    short_aligned = resolution_losses(*short_pair, backend="reference").flip(0).tolist()
+    np.testing.assert_allclose(module.history[1]["level_losses"], short_aligned + long_aligned[4:], rtol=1e-12)
+    probs = module.probabilities
+    assert len(probs) == 7 and probs[4:] == [0.0, 0.0, 0.0] and sum(probs) == pytest.approx(1.0)
+    assert module.resolution < 4
+
+
+def test_short_crop_trains_its_finest_level():
+    module = AdaptiveResolutionLoss(seed=0)
+    module.resolution, module.probabilities = 6, [1 / 7] * 7  # the finest resolution of length-64 crops
+    z1, z2 = pair(5)
+    torch.testing.assert_close(module(z1, z2), resolution_loss(z1, z2, 0, backend="reference"))
+
+
+def test_probe_every_and_fraction_choose_what_is_measured():
+    module = AdaptiveResolutionLoss(seed=0, probe_every=2, probe_fraction=0.5)
+    batches = [pair(16, batch=6, seed=s) for s in range(5)]
+    for z1, z2 in batches:
+        module(z1, z2)
+    module.end_epoch()
+    probed = [resolution_losses(z1[:3], z2[:3], backend="reference") for z1, z2 in batches[::2]]
+    expected = torch.stack(probed).mean(0).flip(0).numpy()
+    np.testing.assert_allclose(module.history[0]["level_losses"], expected, rtol=1e-12)
+    # a small fraction still keeps two series, so the instance term is measured
+    module = AdaptiveResolutionLoss(seed=0, probe_fraction=0.01)
+    z1, z2 = pair(16, batch=6)
+    module(z1, z2)
+    module.end_epoch()
+    expected = resolution_losses(z1[:2], z2[:2], backend="reference").flip(0).numpy()
+    np.testing.assert_allclose(module.history[0]["level_losses"], expected, rtol=1e-12)
+
+
+def test_probe_builds_no_autograd_graph():
+    z1, z2 = pair(64, grad=True)
+    saved = []
+    module = AdaptiveResolutionLoss(seed=0)
+    module(*pair(64))  # draw the resolution first
+    level = ResolutionSelector.level_for(module.resolution, num_levels(64))
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        module(z1, z2)
+    with_probe = len(saved)
+    saved.clear()
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        resolution_loss(z1, z2, level, backend="reference")
+    assert with_probe == len(saved) > 0
+
+
+def test_eval_mode_does_not_probe():
+    module = AdaptiveResolutionLoss(seed=0)
+    module.eval()
+    module(*pair(32))
+    with pytest.raises(RuntimeError, match="end_epoch"):
+        module.end_epoch()
+    module.train()
+    module(*pair(32))
+    module.end_epoch()
+    assert len(module.history) == 1
+
+
+def test_training_is_deterministic_for_a_seed():
+    lengths = [[30, 17, 64], [9, 50], [33, 33, 12], [64], [20, 41]]
+    a, b = AdaptiveResolutionLoss(seed=11), AdaptiveResolutionLoss(seed=11)
+    assert run_epochs(a, lengths) == run_epochs(b, lengths)
+    assert a.history == b.history
+    assert len({r for r, _ in run_epochs(AdaptiveResolutionLoss(seed=11), lengths * 4)}) > 1
+
+
+def test_state_dict_round_trip_resumes_identically():
+    lengths = [[30, 17, 64], [9, 50], [33, 33, 12], [64, 5], [20, 41], [48, 48]]
+    full = AdaptiveResolutionLoss(seed=4, probe_every=2)
+    run_epochs(full, lengths[:3])
+    z1, z2 = pair(40, seed=77)
+    full(z1, z2)  # a step into the next epoch: running sums and step counter are state too
+    state = full.state_dict()
+    assert set(state) == {"_extra_state"}
+    rest = run_epochs(full, lengths[3:], seed=1000)
+
+    resumed = AdaptiveResolutionLoss(seed=123, probe_every=2)
+    resumed.load_state_dict(state)
+    assert run_epochs(resumed, lengths[3:], seed=1000) == rest
+    assert resumed.history == full.history
+
+
+def test_state_survives_torch_save(tmp_path):
+    module = AdaptiveResolutionLoss(seed=1)
+    run_epochs(module, [[20, 30], [40]])
+    torch.save(module.state_dict(), tmp_path / "loss.pt")
+    loaded = AdaptiveResolutionLoss()
+    loaded.load_state_dict(torch.load(tmp_path / "loss.pt", weights_only=False))
+    assert loaded.history == module.history and loaded.resolution == module.resolution
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"alpha": 1.5}, ValueError, "alpha"),
+        ({"temporal_unit": -1}, ValueError, "temporal_unit"),
+        ({"probe_every": 0}, ValueError, "probe_every"),
+        ({"probe_every": 2.0}, TypeError, "probe_every"),
+        ({"probe_fraction": 0.0}, ValueError, "probe_fraction"),
+        ({"probe_fraction": 1.5}, ValueError, "probe_fraction"),
+        ({"probe_fraction": "all"}, TypeError, "probe_fraction"),
+        ({"temperature": 0.0}, ValueError, "temperature"),
+        ({"score": "ratio"}, ValueError, "score"),
+        ({"backend": 3}, TypeError, "backend"),
+        ({"seed": -2}, TypeError, "seed"),
+    ],
+)
+def test_bad_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        AdaptiveResolutionLoss(**kwargs)
+
+
+def test_bad_inputs_and_calls():
+    module = AdaptiveResolutionLoss(seed=0)
+    with pytest.raises(RuntimeError, match="end_epoch"):
+        module.end_epoch()
+    z1, z2 = pair(16)
+    with pytest.raises(ValueError, match="same shape"):
+        module(z1, z2[:, :8])
+    with pytest.raises(TypeError, match="z1"):
+        module(z1.numpy(), z2)
+    with pytest.raises(ValueError, match="backend"):
+        AdaptiveResolutionLoss(backend="nope")(z1, z2)
