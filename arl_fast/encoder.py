@@ -1,0 +1,124 @@
+"""TS2Vec's encoder: input projection, timestamp masking, dilated convolutions.
+
+The architecture is TS2Vec's: a linear projection of each timestamp, the
+masked timestamps set to zero in the hidden space, a stack of residual blocks
+of two dilated "same" convolutions (dilation 1, 2, 4, ... per block) and a
+final block to the representation size, then dropout.  Timestamps with a
+missing value (NaN in any channel) are always masked, so NaN never reaches
+the convolutions.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class SamePadConv(nn.Module):
+    """Dilated 1-D convolution whose output has the input's length."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dilation: int = 1):
+        super().__init__()
+        receptive_field = (kernel_size - 1) * dilation + 1
+        self.conv = nn.Conv1d(
+            in_channels, out_channels, kernel_size, padding=receptive_field // 2, dilation=dilation
+        )
+        # An even receptive field pads one step too many on the right.
+        self.remove = 1 if receptive_field % 2 == 0 else 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv(x)
+        return out[:, :, : out.size(2) - self.remove]
+
+
+class ConvBlock(nn.Module):
+    """Residual block: GELU, conv, GELU, conv, plus a 1x1 projection when needed."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dilation: int, final: bool = False):
+        super().__init__()
+        self.conv1 = SamePadConv(in_channels, out_channels, kernel_size, dilation)
+        self.conv2 = SamePadConv(out_channels, out_channels, kernel_size, dilation)
+        needs_projection = in_channels != out_channels or final
+        self.projector = nn.Conv1d(in_channels, out_channels, 1) if needs_projection else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        residual = x if self.projector is None else self.projector(x)
+        x = self.conv1(F.gelu(x))
+        x = self.conv2(F.gelu(x))
+        return x + residual
+
+
+class DilatedConvEncoder(nn.Sequential):
+    """Stack of residual blocks, block ``i`` dilated by ``2**i``."""
+
+    def __init__(self, in_channels: int, channels: list[int], kernel_size: int):
+        super().__init__(
+            *[
+                ConvBlock(
+                    channels[i - 1] if i > 0 else in_channels,
+                    channels[i],
+                    kernel_size,
+                    dilation=2**i,
+                    final=i == len(channels) - 1,
+                )
+                for i in range(len(channels))
+            ]
+        )
+
+
+class TSEncoder(nn.Module):
+    """Maps series ``(B, T, input_dims)`` to representations ``(B, T, output_dims)``.
+
+    ``mask`` (bool ``(B, T)``, True = keep) is TS2Vec's timestamp masking,
+    drawn by the caller during training; timestamps with NaN are masked
+    whatever ``mask`` says.  Dropout draws from ``generator`` so a seeded
+    training run does not depend on the global RNG.
+    """
+
+    def __init__(
+        self,
+        input_dims: int,
+        output_dims: int = 320,
+        hidden_dims: int = 64,
+        depth: int = 10,
+        kernel_size: int = 3,
+        dropout: float = 0.1,
+    ):
+        super().__init__()
+        for name, value, lowest in (("input_dims", input_dims, 1), ("output_dims", output_dims, 1),
+                                    ("hidden_dims", hidden_dims, 1), ("depth", depth, 0),
+                                    ("kernel_size", kernel_size, 1)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an int, got {value!r}")
+            if value < lowest:
+                raise ValueError(f"{name} must be >= {lowest}, got {value}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        self.input_dims = input_dims
+        self.output_dims = output_dims
+        self.dropout = dropout
+        self.input_fc = nn.Linear(input_dims, hidden_dims)
+        self.feature_extractor = DilatedConvEncoder(
+            hidden_dims, [hidden_dims] * depth + [output_dims], kernel_size
+        )
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        if x.dim() != 3 or x.size(-1) != self.input_dims:
+            raise ValueError(
+                f"x must have shape (batch, time, {self.input_dims}), got {tuple(x.shape)}"
+            )
+        observed = ~x.isnan().any(dim=-1)
+        x = self.input_fc(x.masked_fill(~observed.unsqueeze(-1), 0.0))
+        keep = observed if mask is None else observed & mask
+        x = x.masked_fill(~keep.unsqueeze(-1), 0.0)
+        x = self.feature_extractor(x.transpose(1, 2)).transpose(1, 2)
+        if self.training and self.dropout > 0:
+            drop = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            x = x * (drop >= self.dropout).to(x.dtype) / (1.0 - self.dropout)
+        return x
