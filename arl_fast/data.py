@@ -113,7 +113,9 @@ def load_uea(name: str, data_dir=None, download: bool = True) -> UEADataset:
     never goes online.  Raises FileNotFoundError, naming every place looked
     in, when the dataset cannot be found.
     """
-    if not isinstance(name, str) or not name or os.sep in name or name in (".", ".."):
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a dataset name such as 'BasicMotions', got {name!r}")
+    if not name or os.sep in name or name in (".", ".."):
         raise ValueError(f"name must be a dataset name such as 'BasicMotions', got {name!r}")
     roots = [Path(data_dir).expanduser()] if data_dir is not None else []
     if os.environ.get(DATA_ENV):

@@ -1,0 +1,303 @@
+"""The ``arl-fast`` command: ``compare`` prints the paper's Table 1 for any dataset, ``train`` runs one model."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import statistics
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .backends import resolve_backend
+from .data import load_uea
+from .evaluation import CLASSIFIERS, classification_accuracy
+from .ts2vec import TS2Vec
+
+
+def available_losses() -> list[str]:
+    """The losses ``compare`` can train: the hierarchical one, and the adaptive one when installed."""
+    losses = ["hierarchical"]
+    if importlib.util.find_spec("arl_fast.adaptive") is not None:
+        losses.append("adaptive")
+    return losses
+
+
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _non_negative_int(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {value}")
+    return value
+
+
+def _positive_float(text):
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {value}")
+    return value
+
+
+def _add_training_options(parser):
+    data = parser.add_argument_group("data")
+    data.add_argument("--data-dir", metavar="DIR", help="folder holding NAME/NAME_TRAIN.ts and NAME_TEST.ts "
+                      "(or .ts.gz); also searched: $ARL_FAST_DATA, aeon's bundled datasets and its download cache")
+    model = parser.add_argument_group("model and training (TS2Vec's defaults; the paper's appendix D.4 used "
+                                      "--repr-dims 16 --depth 2)")
+    model.add_argument("--repr-dims", type=_positive_int, default=320, metavar="N", help="representation size (320)")
+    model.add_argument("--hidden-dims", type=_positive_int, default=64, metavar="N", help="hidden size (64)")
+    model.add_argument("--depth", type=_non_negative_int, default=10, metavar="N", help="residual blocks (10)")
+    model.add_argument("--batch-size", type=_positive_int, default=8, metavar="N", help="batch size (8)")
+    model.add_argument("--lr", type=_positive_float, default=1e-3, help="AdamW learning rate (0.001)")
+    model.add_argument("--max-train-length", type=_positive_int, default=3000, metavar="N",
+                       help="longer series are cut into pieces of at most about N steps for training (3000)")
+    model.add_argument("--temporal-unit", type=_non_negative_int, default=0, metavar="K",
+                       help="contrast timestamps only from level K on, to save time and memory on long series (0)")
+    budget = model.add_mutually_exclusive_group()
+    budget.add_argument("--epochs", type=_positive_int, metavar="N", help="train N epochs")
+    budget.add_argument("--iters", type=_positive_int, metavar="N",
+                        help="train N iterations (default: 200, or 600 for more than 100,000 values, as TS2Vec)")
+    run = parser.add_argument_group("run")
+    run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to train (auto)")
+    run.add_argument("--backend", default="auto", help="loss backend: auto, reference, triton, cuda (auto)")
+    run.add_argument("--classifier", choices=CLASSIFIERS, default="svm",
+                     help="svm: TS2Vec's protocol; logreg: the paper's logistic regression (svm)")
+    run.add_argument("--threads", type=_positive_int, metavar="N",
+                     help="CPU threads PyTorch may use (default: PyTorch's choice; 1 is fastest on a busy machine)")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="arl-fast",
+        description="Train TS2Vec with TS2Vec's hierarchical contrastive loss or the adaptive resolution loss "
+                    "on UCR/UEA datasets, and compare their training time and accuracy.",
+        epilog="examples:\n"
+               "  arl-fast compare                                  # BasicMotions, every loss, 1 seed\n"
+               "  arl-fast compare --dataset Cricket --data-dir ../shared/data/UEA --seeds 5 --device cuda\n"
+               "  arl-fast train --dataset ACSF1 --loss adaptive --out acsf1.pt\n\n"
+               "run 'arl-fast COMMAND --help' for a command's options.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    compare = commands.add_parser(
+        "compare", help="train every loss on every dataset and print the paper's Table 1",
+        description="Train TS2Vec with each loss, for each seed, on each dataset; print a table in the shape of the "
+                    "paper's Table 1 (training time and test accuracy per loss, their time ratio, a total row) and "
+                    "write DIR/results.json (and plots when arl_fast.plots is installed). Training time counts "
+                    "only model fitting.",
+    )
+    compare.add_argument("--dataset", action="append", metavar="NAME",
+                         help="UCR/UEA dataset; repeat for several (default: BasicMotions, which ships with aeon)")
+    compare.add_argument("--losses", nargs="+", metavar="LOSS",
+                         help=f"losses to train (default: all available: {' '.join(available_losses())})")
+    compare.add_argument("--seeds", type=_positive_int, default=1, metavar="N",
+                         help="runs per loss, seeds 0..N-1 (1; the paper used 5)")
+    compare.add_argument("--out", metavar="DIR", help="output folder (default: runs/<timestamp>)")
+    _add_training_options(compare)
+
+    train = commands.add_parser(
+        "train", help="train one model, report its accuracy and save it",
+        description="Train one TS2Vec model on a dataset's train split, report its test accuracy and save a "
+                    "checkpoint that TS2Vec.from_checkpoint loads (encoders, optimiser, counters and RNG state, "
+                    "so training can resume).",
+    )
+    train.add_argument("--dataset", default="BasicMotions", metavar="NAME", help="UCR/UEA dataset (BasicMotions)")
+    train.add_argument("--loss", default="hierarchical", choices=available_losses(), help="loss (hierarchical)")
+    train.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (0)")
+    train.add_argument("--out", metavar="FILE", help="checkpoint path (default: runs/<timestamp>/model.pt)")
+    train.add_argument("--resume", metavar="FILE",
+                       help="continue training this checkpoint up to the --epochs/--iters total")
+    _add_training_options(train)
+    return parser
+
+
+def _model(args, input_dims, loss, seed, device):
+    return TS2Vec(
+        input_dims, output_dims=args.repr_dims, hidden_dims=args.hidden_dims, depth=args.depth, loss=loss,
+        temporal_unit=args.temporal_unit, backend=args.backend, lr=args.lr, batch_size=args.batch_size,
+        max_train_length=args.max_train_length, device=device, seed=seed,
+    )
+
+
+def _timed_fit(model, X, args):
+    """Fit ``model`` and return the seconds it took (waiting for the device to finish)."""
+    start = time.perf_counter()
+    model.fit(X, n_epochs=args.epochs, n_iters=args.iters, progress=not args.quiet)
+    if model.device.type == "cuda":
+        torch.cuda.synchronize(model.device)
+    return time.perf_counter() - start
+
+
+def _features(model, data):
+    return model.encode(data.X_train, "full_series"), model.encode(data.X_test, "full_series")
+
+
+def summarize(runs: list[dict]) -> dict:
+    """Per dataset and loss, the mean training time and accuracy over seeds; with both losses, their time
+    ratio (adaptive / hierarchical)."""
+    summary: dict = {}
+    for run in runs:
+        summary.setdefault(run["dataset"], {}).setdefault(run["loss"], []).append(run)
+    for dataset, per_loss in summary.items():
+        for loss, loss_runs in per_loss.items():
+            per_loss[loss] = {
+                "train_time_s": statistics.fmean(r["train_time_s"] for r in loss_runs),
+                "accuracy": statistics.fmean(r["accuracy"] for r in loss_runs),
+            }
+        if "hierarchical" in per_loss and "adaptive" in per_loss:
+            per_loss["time_ratio"] = per_loss["adaptive"]["train_time_s"] / per_loss["hierarchical"]["train_time_s"]
+    return summary
+
+
+def totals(summary: dict, losses: list[str]) -> dict:
+    """Total training time per loss over the datasets, and the ratio of the totals."""
+    total = {loss: sum(per_loss[loss]["train_time_s"] for per_loss in summary.values()) for loss in losses}
+    if "hierarchical" in total and "adaptive" in total:
+        total["time_ratio"] = total["adaptive"] / total["hierarchical"]
+    return total
+
+
+def format_table(results: dict) -> str:
+    """The paper's Table 1: dataset, length, time and accuracy per loss, time ratio; then the totals."""
+    losses, lengths = results["losses"], results["lengths"]
+    summary, total = results["summary"], results["total"]
+    with_ratio = "time_ratio" in total
+    header1 = ["", ""] + [part for loss in losses for part in (loss, "")] + (["adaptive /"] if with_ratio else [])
+    header2 = ["Dataset", "Length"] + ["time (s)", "acc."] * len(losses) + (["hier. time"] if with_ratio else [])
+    rows = []
+    for dataset, per_loss in summary.items():
+        row = [dataset, str(lengths[dataset])]
+        for loss in losses:
+            row += [f"{per_loss[loss]['train_time_s']:.2f}", f"{per_loss[loss]['accuracy']:.3f}"]
+        rows.append(row + ([f"{per_loss['time_ratio']:.2f}"] if with_ratio else []))
+    total_row = ["Total", "-"] + [part for loss in losses for part in (f"{total[loss]:.2f}", "-")]
+    rows.append(total_row + ([f"{total['time_ratio']:.2f}"] if with_ratio else []))
+    table = [header1, header2, *rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header2))]
+    lines = []
+    for row in table:
+        cells = [cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))]
+        lines.append("  ".join(cells).rstrip())
+    lines.insert(2, "-" * len(lines[1]))
+    lines.insert(len(lines) - 1, "-" * len(lines[1]))
+    return "\n".join(lines)
+
+
+def _default_run_dir() -> Path:
+    return Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def _device(name) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available here (try --device cpu)")
+    return torch.device(name)
+
+
+def compare(args) -> int:
+    losses = args.losses or available_losses()
+    losses = list(dict.fromkeys(part for item in losses for part in item.split(",") if part))
+    unknown = [loss for loss in losses if loss not in available_losses()]
+    if unknown:
+        raise ValueError(f"unknown loss {unknown[0]!r}; available: {', '.join(available_losses())}")
+    datasets = list(dict.fromkeys(args.dataset or ["BasicMotions"]))
+    device = _device(args.device)
+    backend = resolve_backend(args.backend, device)
+    out_dir = Path(args.out) if args.out else _default_run_dir()
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    runs, histories, embeddings, lengths = [], {}, {}, {}
+    progress = tqdm(total=len(datasets) * len(losses) * args.seeds, unit="run", desc="compare", disable=args.quiet)
+    for dataset in datasets:
+        data = load_uea(dataset, args.data_dir)
+        lengths[dataset] = data.X_train.shape[1]
+        for loss in losses:
+            for seed in range(args.seeds):
+                progress.set_postfix_str(f"{dataset} {loss} seed {seed}")
+                model = _model(args, data.X_train.shape[2], loss, seed, device)
+                train_time = _timed_fit(model, data.X_train, args)
+                train_features, test_features = _features(model, data)
+                accuracy = classification_accuracy(train_features, data.y_train, test_features, data.y_test,
+                                                   args.classifier)
+                runs.append({
+                    "dataset": dataset, "length": lengths[dataset], "loss": loss, "seed": seed,
+                    "train_time_s": train_time, "accuracy": accuracy, "epochs": model.n_epochs,
+                    "iters": model.n_iters, "device": device.type, "backend": backend,
+                })
+                history = {"log": model.loss_log}
+                if hasattr(model.loss, "history"):
+                    history["adaptive"] = model.loss.history
+                histories[(dataset, loss, seed)] = history
+                if seed == 0:
+                    embeddings[(dataset, loss)] = (test_features, data.y_test)
+                progress.write(f"{dataset} {loss} seed {seed}: {train_time:.2f} s, accuracy {accuracy:.3f}")
+                progress.update()
+    progress.close()
+
+    summary = summarize(runs)
+    results = {
+        "runs": runs, "summary": summary, "total": totals(summary, losses), "losses": losses, "lengths": lengths,
+        "config": {key: value for key, value in vars(args).items() if key != "command"},
+    }
+    (out_dir / "results.json").write_text(json.dumps(results, indent=2))
+    print(format_table(results))
+    print(f"\nresults: {out_dir / 'results.json'}")
+    if importlib.util.find_spec("arl_fast.plots") is not None:
+        from .plots import write_compare_plots
+
+        write_compare_plots(out_dir, results, histories, embeddings)
+        print(f"plots: {out_dir}")
+    return 0
+
+
+def train(args) -> int:
+    data = load_uea(args.dataset, args.data_dir)
+    device = _device(args.device)
+    resolve_backend(args.backend, device)
+    if args.resume:
+        model = TS2Vec.from_checkpoint(args.resume, device=device)
+    else:
+        model = _model(args, data.X_train.shape[2], args.loss, args.seed, device)
+    train_time = _timed_fit(model, data.X_train, args)
+    train_features, test_features = _features(model, data)
+    accuracy = classification_accuracy(train_features, data.y_train, test_features, data.y_test, args.classifier)
+    path = Path(args.out) if args.out else _default_run_dir() / "model.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+    print(f"{args.dataset} {model.loss_name}: {model.n_epochs} epochs, {model.n_iters} iterations, "
+          f"{train_time:.2f} s, accuracy {accuracy:.3f}")
+    print(f"model: {path}")
+    return 0
+
+
+def main(argv=None) -> int:
+    """Entry point of ``arl-fast``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    threads = torch.get_num_threads()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        return compare(args) if args.command == "compare" else train(args)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"arl-fast {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    finally:
+        torch.set_num_threads(threads)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
