@@ -1,0 +1,512 @@
+"""Fused Triton backend: the loss of one or all resolutions straight from ``z1, z2`` in O(B*T*C) memory.
+
+Both InfoNCE terms are one computation on different axes: ``2n`` rows (two views of ``n`` items) per group,
+scored against each other.  The temporal term has groups = series and rows = pooled timestamps; the instance
+term has groups = pooled timestamps and rows = series.  One kernel serves both, told which by a compile-time
+flag, and max-pools every tile it loads by ``2**level`` on the fly.  The two views are addressed from ``z1``
+with the element distance to ``z2`` as one more stride, so a tile may hold rows of both.
+
+Forward: per block of rows, similarity tiles ``S = Z_I Z_J^T`` (``tl.dot``, C in chunks), an online
+log-sum-exp with the diagonal masked inside the tile, the positive read from its tile.  It saves the per-row
+log-sum-exp and never writes ``S``.  Backward recomputes each tile and, as ``S`` is symmetric, takes both
+softmax directions from it: ``dZ_I = sum_J (softmax_I(S_IJ) + softmax_J(S_JI)^T - 2 * onehot) Z_J`` times the
+row weight.  That is the gradient of the pooled level; a last kernel adds it at the positions ``max_pool1d``
+picked (the first maximum of each window).
+
+Every level of one term runs in one forward launch.  The backward runs a few launches per level, in order,
+so that additions into the gradient never race and the result is deterministic.  On CPU tensors the kernels
+run in Triton's interpreter when ``TRITON_INTERPRET=1`` was set before this module was imported.
+"""
+
+import contextlib
+
+import torch
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # Triton ships for Linux only
+    triton = None
+
+_TEMPORAL, _INSTANCE = 0, 1
+
+if triton is not None:
+    # The interpreter re-patches triton.language on every call of a jitted device function (about 0.3 ms each),
+    # which dominated the tests' time; there the helpers below run as plain Python, with the same semantics.
+    _device_function = (lambda fn: fn) if triton.knobs.runtime.interpret else triton.jit
+
+    @_device_function
+    def _sizes(level, T, B, TEMPORAL: tl.constexpr):
+        """(rows per view, groups) of one term at ``level``."""
+        if TEMPORAL:
+            return T >> level, B
+        return B, T >> level
+
+    @_device_function
+    def _strides(s_b, s_t, TEMPORAL: tl.constexpr):
+        """(stride between rows, stride between groups), given the stride of one (pooled) time step."""
+        if TEMPORAL:
+            return s_t, s_b
+        return s_b, s_t
+
+    @_device_function
+    def _program_count(level, T, B, BLOCK_M: tl.constexpr, TEMPORAL: tl.constexpr):
+        n, groups = _sizes(level, T, B, TEMPORAL)
+        return groups * tl.cdiv(2 * n, BLOCK_M)
+
+    @_device_function
+    def _row_offsets(rows, n, group, s_v, s_row, s_group):
+        """Element offsets from ``z1`` of each row's first element: rows < n in view 1, the rest in view 2."""
+        second = rows >= n
+        i = tl.where(second, rows - n, rows).to(tl.int64)
+        return second.to(tl.int64) * s_v + i * s_row + group.to(tl.int64) * s_group
+
+    @_device_function
+    def _load_pooled(z, row_off, row_ok, cols, C, s_c, s_t, window, DOT: tl.constexpr):
+        """Tile ``[rows, cols]`` of ``z`` max-pooled over ``window`` time steps, zero outside the data."""
+        ptrs = z + row_off[:, None] + cols[None, :] * s_c
+        mask = row_ok[:, None] & (cols < C)[None, :]
+        x = tl.load(ptrs, mask=mask, other=0.0).to(DOT)
+        for w in range(1, window):
+            x = tl.maximum(x, tl.load(ptrs + w * s_t, mask=mask, other=0.0).to(DOT))
+        return x
+
+    @_device_function
+    def _similarity(z, row_off, row_ok, col_off, col_ok, C, s_c, s_t, window,
+                    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                    DOT: tl.constexpr, ACC: tl.constexpr, PRECISION: tl.constexpr):
+        """``S = Z_rows Z_cols^T`` for pooled rows, accumulated over C in chunks of ``BLOCK_K``."""
+        s = tl.zeros([BLOCK_M, BLOCK_N], ACC)
+        for c0 in range(0, C, BLOCK_K):
+            cols = c0 + tl.arange(0, BLOCK_K)
+            a = _load_pooled(z, row_off, row_ok, cols, C, s_c, s_t, window, DOT)
+            b = _load_pooled(z, col_off, col_ok, cols, C, s_c, s_t, window, DOT)
+            s = tl.dot(a, tl.trans(b), s, input_precision=PRECISION)
+        return s
+
+    @triton.jit(do_not_specialize=["T", "B", "first_level", "lse_start"])
+    def _forward_kernel(z, s_v, s_b, s_t, s_c, lse_ptr, sums_ptr, T, B, C, first_level, lse_start,
+                        sums_first_row, sums_row_stride, TEMPORAL: tl.constexpr, DOT: tl.constexpr,
+                        ACC: tl.constexpr, PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                        BLOCK_K: tl.constexpr):
+        """Per-row log-sum-exp of one term at every level from ``first_level`` on, and each program's loss share.
+
+        Programs are numbered level by level; each handles ``BLOCK_M`` rows of one group and writes
+        ``sum(lse - positive) / rows_of_the_level`` over its rows to ``sums[level, program]``.
+        """
+        pid = tl.program_id(0)
+        level = first_level
+        lse_offset = lse_start
+        while pid >= _program_count(level, T, B, BLOCK_M, TEMPORAL):
+            pid -= _program_count(level, T, B, BLOCK_M, TEMPORAL)
+            lse_offset += 2 * B * (T >> level)
+            level += 1
+        n, groups = _sizes(level, T, B, TEMPORAL)
+        s_row, s_group = _strides(s_b, s_t << level, TEMPORAL)
+        window = 1 << level
+        tiles = tl.cdiv(2 * n, BLOCK_M)
+        group = pid // tiles
+        rows = (pid % tiles) * BLOCK_M + tl.arange(0, BLOCK_M)
+        row_ok = rows < 2 * n
+        partner = tl.where(rows < n, rows + n, rows - n)
+        row_off = _row_offsets(rows, n, group, s_v, s_row, s_group)
+
+        m_i = tl.full([BLOCK_M], float("-inf"), ACC)
+        l_i = tl.zeros([BLOCK_M], ACC)
+        positive = tl.zeros([BLOCK_M], ACC)
+        for start in range(0, 2 * n, BLOCK_N):
+            cols = start + tl.arange(0, BLOCK_N)
+            col_ok = cols < 2 * n
+            col_off = _row_offsets(cols, n, group, s_v, s_row, s_group)
+            s = _similarity(z, row_off, row_ok, col_off, col_ok, C, s_c, s_t, window,
+                            BLOCK_M, BLOCK_N, BLOCK_K, DOT, ACC, PRECISION)
+            positive += tl.sum(tl.where(cols[None, :] == partner[:, None], s, 0.0), axis=1)
+            s = tl.where(col_ok[None, :] & (cols[None, :] != rows[:, None]), s, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(s, axis=1))
+            l_i = l_i * tl.exp(m_i - m_new) + tl.sum(tl.exp(s - m_new[:, None]), axis=1)
+            m_i = m_new
+        lse = m_i + tl.log(l_i)
+        tl.store(lse_ptr + lse_offset + group * 2 * n + rows, lse, mask=row_ok)
+        share = tl.sum(tl.where(row_ok, lse - positive, 0.0)) / (2 * n * groups).to(ACC)
+        tl.store(sums_ptr + (sums_first_row + level - first_level) * sums_row_stride + pid, share)
+
+    @_device_function
+    def _write_rows(out, out_off, row_ok, cols, C, values, ACCUMULATE: tl.constexpr):
+        ptrs = out + out_off[:, None] + cols[None, :]
+        mask = row_ok[:, None] & (cols < C)[None, :]
+        if ACCUMULATE:
+            values += tl.load(ptrs, mask=mask, other=0.0)
+        tl.store(ptrs, values, mask=mask)
+
+    @triton.jit(do_not_specialize=["T", "B", "level", "lse_offset", "grad_index"])
+    def _backward_kernel(z, s_v, s_b, s_t, s_c, out, o_v, o_b, o_t, lse_ptr, grad_ptr, T, B, C, level, lse_offset,
+                         grad_index, TEMPORAL: tl.constexpr, ACCUMULATE: tl.constexpr, DOT: tl.constexpr,
+                         ACC: tl.constexpr, PRECISION: tl.constexpr, BLOCK_M: tl.constexpr,
+                         BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PANEL_A: tl.constexpr,
+                         PANEL_B: tl.constexpr):
+        """Gradient of one term with respect to the pooled level, written (or added) to ``out``.
+
+        ``out`` is laid out like the pooled level, C contiguous.  Program (rows block, panel) accumulates ``dZ``
+        for its rows over the channels ``[panel * (PANEL_A + PANEL_B), ...)`` in two power-of-two pieces, so
+        C = 320 needs no padding to 512.
+        """
+        pid = tl.program_id(0)
+        first_col = tl.program_id(1) * (PANEL_A + PANEL_B)
+        n, groups = _sizes(level, T, B, TEMPORAL)
+        s_row, s_group = _strides(s_b, s_t << level, TEMPORAL)
+        window = 1 << level
+        tiles = tl.cdiv(2 * n, BLOCK_M)
+        group = pid // tiles
+        rows = (pid % tiles) * BLOCK_M + tl.arange(0, BLOCK_M)
+        row_ok = rows < 2 * n
+        partner = tl.where(rows < n, rows + n, rows - n)
+        row_off = _row_offsets(rows, n, group, s_v, s_row, s_group)
+        lse_base = lse_ptr + lse_offset + group * 2 * n
+        lse_rows = tl.load(lse_base + rows, mask=row_ok, other=0.0)
+        cols_a = first_col + tl.arange(0, PANEL_A)
+        acc_a = tl.zeros([BLOCK_M, PANEL_A], ACC)
+        if PANEL_B > 0:
+            cols_b = first_col + PANEL_A + tl.arange(0, PANEL_B)
+            acc_b = tl.zeros([BLOCK_M, PANEL_B], ACC)
+        for start in range(0, 2 * n, BLOCK_N):
+            cols = start + tl.arange(0, BLOCK_N)
+            col_ok = cols < 2 * n
+            col_off = _row_offsets(cols, n, group, s_v, s_row, s_group)
+            lse_cols = tl.load(lse_base + cols, mask=col_ok, other=0.0)
+            s = _similarity(z, row_off, row_ok, col_off, col_ok, C, s_c, s_t, window,
+                            BLOCK_M, BLOCK_N, BLOCK_K, DOT, ACC, PRECISION)
+            keep = row_ok[:, None] & col_ok[None, :] & (cols[None, :] != rows[:, None])
+            s = tl.where(keep, s, float("-inf"))
+            p = tl.exp(s - lse_rows[:, None]) + tl.exp(s - lse_cols[None, :])
+            g = (p - tl.where(cols[None, :] == partner[:, None], 2.0, 0.0)).to(DOT)
+            z_a = _load_pooled(z, col_off, col_ok, cols_a, C, s_c, s_t, window, DOT)
+            acc_a = tl.dot(g, z_a, acc_a, input_precision=PRECISION)
+            if PANEL_B > 0:
+                z_b = _load_pooled(z, col_off, col_ok, cols_b, C, s_c, s_t, window, DOT)
+                acc_b = tl.dot(g, z_b, acc_b, input_precision=PRECISION)
+        weight = tl.load(grad_ptr + grad_index).to(ACC) / (2 * n * groups).to(ACC)
+        o_row, o_group = _strides(o_b, o_t, TEMPORAL)
+        out_off = _row_offsets(rows, n, group, o_v, o_row, o_group)
+        _write_rows(out, out_off, row_ok, cols_a, C, acc_a * weight, ACCUMULATE)
+        if PANEL_B > 0:
+            _write_rows(out, out_off, row_ok, cols_b, C, acc_b * weight, ACCUMULATE)
+
+    @triton.jit(do_not_specialize=["T", "B", "level"])
+    def _unpool_kernel(z, s_v, s_b, s_t, s_c, pooled_grad, d, d_v, T, B, C, level,
+                       BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+        """``d[first maximum of each pooling window] += pooled_grad`` for one level (the backward of max_pool1d).
+
+        ``pooled_grad`` is (2, B, T >> level, C) contiguous; ``d`` is (B, T, C) contiguous per view.
+        """
+        length = T >> level
+        rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+        cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+        view = rows // (B * length)
+        b = rows // length % B
+        t = (rows % length).to(tl.int64) << level
+        mask = (rows < 2 * B * length)[:, None] & (cols < C)[None, :]
+        src = z + (view.to(tl.int64) * s_v + b.to(tl.int64) * s_b + t * s_t)[:, None] + cols[None, :] * s_c
+        best = tl.load(src, mask=mask, other=0.0).to(d.dtype.element_ty)
+        argmax = tl.zeros([BLOCK_R, BLOCK_C], tl.int32)
+        for w in range(1, 1 << level):
+            x = tl.load(src + w * s_t, mask=mask, other=0.0).to(d.dtype.element_ty)
+            argmax = tl.where(x > best, w, argmax)
+            best = tl.maximum(best, x)
+        grad = tl.load(pooled_grad + rows.to(tl.int64)[:, None] * C + cols[None, :], mask=mask, other=0.0)
+        dst = d + (view.to(tl.int64) * d_v + (b.to(tl.int64) * T + t) * C)[:, None] + cols[None, :] + argmax * C
+        tl.store(dst, tl.load(dst, mask=mask, other=0.0) + grad, mask=mask)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# availability
+
+
+def _interpreted():
+    """Whether this module's kernels were built for Triton's interpreter (TRITON_INTERPRET=1 at import)."""
+    from triton.runtime.interpreter import InterpretedFunction
+
+    return isinstance(_forward_kernel, InterpretedFunction)
+
+
+def unavailable_reason(device):
+    """Why the Triton backend cannot run on ``device`` in this process, or "" when it can."""
+    device = torch.device(device)
+    if triton is None:
+        return "Triton is not installed (it ships for Linux: pip install triton)"
+    if device.type == "cpu":
+        if _interpreted():
+            return ""
+        return ("the Triton kernels run on CPU tensors only in Triton's interpreter: set TRITON_INTERPRET=1 "
+                "before importing arl_fast (slow; meant for testing)")
+    if device.type != "cuda":
+        return f"the Triton kernels run on CUDA tensors, got a {device.type} device"
+    if _interpreted():
+        return "TRITON_INTERPRET=1 is set, so the kernels were built for the interpreter (CPU tensors only)"
+    if not torch.cuda.is_available():
+        return "CUDA is not available in this process"
+    capability = torch.cuda.get_device_capability(device)
+    if torch.version.cuda is not None and capability < (7, 5):
+        return f"Triton needs an NVIDIA GPU of compute capability 7.5 or newer, got {capability[0]}.{capability[1]}"
+    return ""
+
+
+def is_available(device):
+    """Whether the Triton kernels can run on ``device`` in this process."""
+    return not unavailable_reason(device)
+
+
+def _require_runnable(device):
+    reason = unavailable_reason(device)
+    if reason:
+        raise RuntimeError(f"backend 'triton' cannot run on {device}: {reason}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# launch configuration
+
+
+_TL_DTYPES = {torch.float32: tl.float32, torch.float64: tl.float64} if triton is not None else {}
+
+
+def _accumulator_dtype(dtype):
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _dot_types(dtype, device):
+    """(operand dtype, input_precision) for ``tl.dot`` on inputs of ``dtype``.
+
+    float32 follows ``torch.get_float32_matmul_precision()``: "highest" is IEEE fp32, otherwise TF32 (Ampere
+    on).  float16/bfloat16 go to the tensor cores as they are, except where bf16 ``tl.dot`` is unavailable
+    (GPUs before Ampere) or wrong (the interpreter): there they are computed in float32.
+    """
+    tensor_cores_fp32 = device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0)
+    if dtype == torch.float64:
+        return tl.float64, "ieee"
+    if dtype == torch.float16:
+        return tl.float16, "ieee"
+    if dtype == torch.bfloat16 and tensor_cores_fp32:
+        return tl.bfloat16, "ieee"
+    if tensor_cores_fp32 and torch.get_float32_matmul_precision() != "highest":
+        return tl.float32, "tf32"
+    return tl.float32, "ieee"
+
+
+def _next_power_of_2(x):
+    return 1 << (x - 1).bit_length()
+
+
+def _blocks(term, B, dtype, device):
+    """(BLOCK_M, BLOCK_N, BLOCK_K, num_warps, widest backward panel) for one term."""
+    if device.type == "cpu":  # interpreter: small tiles, so that small tests cross tile and view boundaries
+        return 32, 32, 16, 1, 64
+    narrow = dtype in (torch.float16, torch.bfloat16)
+    block_k = 64 if narrow else 32
+    if term == _INSTANCE:
+        rows = min(max(_next_power_of_2(2 * B), 16), 64)
+        return rows, rows, block_k, 4, 384
+    return 64, 64, block_k, 8, 384
+
+
+def _panels(C, widest):
+    """Split the C output channels of the backward into panels of two power-of-two pieces.
+
+    Returns (piece a, piece b or 0, number of panels): C = 320 gives one panel of 256 + 64.
+    """
+    padded = max(16, -(-C // 16) * 16)
+    if padded > widest:
+        a = 1 << (widest.bit_length() - 1)
+        return a, 0, -(-C // a)
+    a = 1 << (padded.bit_length() - 1)
+    rest = padded - a
+    return a, (_next_power_of_2(rest) if rest else 0), 1
+
+
+def _term_levels(term, B, T, level_lo, level_hi, alpha, temporal_unit):
+    """The levels in [level_lo, level_hi] where ``term`` contributes to the loss."""
+    if term == _TEMPORAL:
+        if alpha == 1:
+            return range(0)
+        last_with_two_steps = T.bit_length() - 2  # length T >> level >= 2
+        return range(max(level_lo, temporal_unit), min(level_hi, last_with_two_steps) + 1)
+    if alpha == 0 or B == 1:
+        return range(0)
+    return range(level_lo, level_hi + 1)
+
+
+def _lse_offset(B, T, level_lo, level):
+    """Offset of ``level``'s rows in the saved log-sum-exp: every level has 2 * B * (T >> level) rows."""
+    return sum(2 * B * (T >> k) for k in range(level_lo, level))
+
+
+def _programs(term, B, T, level, block_m):
+    n, groups = (T >> level, B) if term == _TEMPORAL else (B, T >> level)
+    return groups * -(-2 * n // block_m)
+
+
+def _same_strides(z1, z2):
+    """The kernels address both views with one set of strides; copy only when the views' layouts differ."""
+    if z1.stride() != z2.stride():
+        return z1.contiguous(), z2.contiguous()
+    return z1, z2
+
+
+def _view_stride(first, second):
+    """Distance in elements from ``first`` to ``second``: the kernels address both views from ``first``."""
+    distance = second.data_ptr() - first.data_ptr()
+    assert distance % first.element_size() == 0, "both views must be aligned to their element size"
+    return distance // first.element_size()
+
+
+def _unpool_blocks(device):
+    """(BLOCK_R, BLOCK_C) of the unpooling kernel: rows of the pooled level by channels."""
+    return (16, 16) if device.type == "cpu" else (32, 64)
+
+
+def _device_guard(device):
+    """Launch on the tensors' GPU, whatever the current device is."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
+def _check_levels(T, level_lo, level_hi):
+    if not 0 <= level_lo <= level_hi < T.bit_length():
+        raise ValueError(f"levels must satisfy 0 <= level_lo <= level_hi < {T.bit_length()}, got {level_lo}, {level_hi}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# forward and backward launches
+
+
+def _forward(z1, z2, level_lo, level_hi, alpha, temporal_unit):
+    """Losses of levels level_lo..level_hi and the per-row log-sum-exp of both terms (saved for backward)."""
+    _require_runnable(z1.device)
+    z1, z2 = _same_strides(z1, z2)
+    B, T, C = z1.shape
+    _check_levels(T, level_lo, level_hi)
+    acc = _accumulator_dtype(z1.dtype)
+    dot, precision = _dot_types(z1.dtype, z1.device)
+    lse = torch.zeros(2, _lse_offset(B, T, level_lo, level_hi + 1), dtype=acc, device=z1.device)
+    widest = max(_programs(term, B, T, level_lo, _blocks(term, B, z1.dtype, z1.device)[0])
+                 for term in (_TEMPORAL, _INSTANCE))
+    sums = torch.zeros(2, level_hi - level_lo + 1, widest, dtype=acc, device=z1.device)
+    with _device_guard(z1.device):
+        for term in (_TEMPORAL, _INSTANCE):
+            levels = _term_levels(term, B, T, level_lo, level_hi, alpha, temporal_unit)
+            if not levels:
+                continue
+            block_m, block_n, block_k, num_warps, _ = _blocks(term, B, z1.dtype, z1.device)
+            grid = (sum(_programs(term, B, T, level, block_m) for level in levels),)
+            _forward_kernel[grid](
+                z1, _view_stride(z1, z2), *z1.stride(), lse[term], sums[term], T, B, C, levels[0],
+                _lse_offset(B, T, level_lo, levels[0]), levels[0] - level_lo, widest,
+                TEMPORAL=term == _TEMPORAL, DOT=dot, ACC=_TL_DTYPES[acc], PRECISION=precision,
+                BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=num_warps,
+            )
+    per_term = sums.sum(-1)
+    losses = (1 - alpha) * per_term[_TEMPORAL] + alpha * per_term[_INSTANCE]
+    return losses.to(torch.promote_types(z1.dtype, torch.float32)), lse
+
+
+def _backward(grad, z1, z2, lse, level_lo, level_hi, alpha, temporal_unit):
+    """Gradients of ``sum(grad * losses)`` with respect to ``z1`` and ``z2``.
+
+    Level 0 adds its gradient straight into ``d1, d2``; a coarser level writes the gradient of its pooled
+    representation to a buffer, which ``_unpool_kernel`` then adds at the windows' maxima.
+    """
+    _require_runnable(z1.device)
+    dtype = z1.dtype
+    z1, z2 = _same_strides(z1, z2)
+    B, T, C = z1.shape
+    acc = _accumulator_dtype(dtype)
+    dot, precision = _dot_types(dtype, z1.device)
+    d1 = torch.zeros(B, T, C, dtype=acc, device=z1.device)
+    d2 = torch.zeros_like(d1)
+    coarse = max(level_lo, 1)
+    pooled = torch.empty(2 * B * (T >> coarse) * C if coarse <= level_hi else 0, dtype=acc, device=z1.device)
+    weights = {_TEMPORAL: (grad * (1 - alpha)).to(acc).contiguous(), _INSTANCE: (grad * alpha).to(acc).contiguous()}
+    z_args = (z1, _view_stride(z1, z2), *z1.stride())
+    with _device_guard(z1.device):
+        for level in range(level_lo, level_hi + 1):
+            length = T >> level
+            if level == 0:
+                out = (d1, _view_stride(d1, d2), T * C, C)
+            else:
+                out = (pooled, B * length * C, length * C, C)
+            written = False
+            for term in (_TEMPORAL, _INSTANCE):
+                if level not in _term_levels(term, B, T, level_lo, level_hi, alpha, temporal_unit):
+                    continue
+                block_m, block_n, block_k, num_warps, widest = _blocks(term, B, dtype, z1.device)
+                panel_a, panel_b, n_panels = _panels(C, widest)
+                _backward_kernel[(_programs(term, B, T, level, block_m), n_panels)](
+                    *z_args, *out, lse[term], weights[term], T, B, C, level, _lse_offset(B, T, level_lo, level),
+                    level - level_lo, TEMPORAL=term == _TEMPORAL, ACCUMULATE=written or level == 0, DOT=dot,
+                    ACC=_TL_DTYPES[acc], PRECISION=precision, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k,
+                    PANEL_A=panel_a, PANEL_B=panel_b, num_warps=num_warps,
+                )
+                written = True
+            if written and level > 0:
+                block_r, block_c = _unpool_blocks(z1.device)
+                grid = (triton.cdiv(2 * B * length, block_r), triton.cdiv(C, block_c))
+                _unpool_kernel[grid](*z_args, pooled, d1, _view_stride(d1, d2), T, B, C, level,
+                                     BLOCK_R=block_r, BLOCK_C=block_c, num_warps=4)
+    return d1.to(dtype), d2.to(dtype)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# operators: opaque to torch.compile, with shapes for tracing and a registered backward
+
+
+@torch.library.custom_op("arl_fast::triton_level_losses", mutates_args=())
+def _level_losses_op(z1: torch.Tensor, z2: torch.Tensor, level_lo: int, level_hi: int, alpha: float,
+                     temporal_unit: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return _forward(z1, z2, level_lo, level_hi, alpha, temporal_unit)
+
+
+@_level_losses_op.register_fake
+def _(z1, z2, level_lo, level_hi, alpha, temporal_unit):
+    B, T, _ = z1.shape
+    losses = z1.new_empty(level_hi - level_lo + 1, dtype=torch.promote_types(z1.dtype, torch.float32))
+    rows = sum(2 * B * (T // 2**k) for k in range(level_lo, level_hi + 1))
+    return losses, z1.new_empty(2, rows, dtype=_accumulator_dtype(z1.dtype))
+
+
+@torch.library.custom_op("arl_fast::triton_level_losses_backward", mutates_args=())
+def _level_losses_backward_op(grad: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor, lse: torch.Tensor,
+                              level_lo: int, level_hi: int, alpha: float,
+                              temporal_unit: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return _backward(grad, z1, z2, lse, level_lo, level_hi, alpha, temporal_unit)
+
+
+@_level_losses_backward_op.register_fake
+def _(grad, z1, z2, lse, level_lo, level_hi, alpha, temporal_unit):
+    return torch.empty_like(z1, memory_format=torch.contiguous_format), torch.empty_like(
+        z2, memory_format=torch.contiguous_format)
+
+
+def _setup_context(ctx, inputs, output):
+    z1, z2, *ctx.arguments = inputs
+    ctx.save_for_backward(z1, z2, output[1])
+    ctx.mark_non_differentiable(output[1])
+
+
+def _backward_rule(ctx, grad_losses, _grad_lse):
+    z1, z2, lse = ctx.saved_tensors
+    d1, d2 = _level_losses_backward_op(grad_losses, z1, z2, lse, *ctx.arguments)
+    return d1, d2, None, None, None, None
+
+
+_level_losses_op.register_autograd(_backward_rule, setup_context=_setup_context)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# backend interface (inputs already validated by arl_fast.losses)
+
+
+def level_loss(z1, z2, level, alpha, temporal_unit):
+    """Loss of one level, computed from ``z1, z2`` (B, T, C) without the other levels."""
+    return _level_losses_op(z1, z2, level, level, alpha, temporal_unit)[0][0]
+
+
+def all_level_losses(z1, z2, alpha, temporal_unit):
+    """1-D tensor of every level's loss, level 0 the finest: two forward launches for all levels together."""
+    return _level_losses_op(z1, z2, 0, int(z1.shape[1]).bit_length() - 1, alpha, temporal_unit)[0]
