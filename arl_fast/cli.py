@@ -74,7 +74,8 @@ def _add_training_options(parser):
     run.add_argument("--classifier", choices=CLASSIFIERS, default="svm",
                      help="svm: TS2Vec's protocol; logreg: the paper's logistic regression (svm)")
     run.add_argument("--threads", type=_positive_int, metavar="N",
-                     help="CPU threads PyTorch may use (default: PyTorch's choice; 1 is fastest on a busy machine)")
+                     help="CPU threads PyTorch may use (default: 1 when training on the CPU, where TS2Vec's small "
+                          "batches gain little from more and lose much on a busy machine; PyTorch's choice on GPU)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -208,14 +209,13 @@ def _device(name) -> torch.device:
     return torch.device(name)
 
 
-def compare(args) -> int:
+def compare(args, device: torch.device) -> int:
     losses = args.losses or available_losses()
     losses = list(dict.fromkeys(part for item in losses for part in item.split(",") if part))
     unknown = [loss for loss in losses if loss not in available_losses()]
     if unknown:
         raise ValueError(f"unknown loss {unknown[0]!r}; available: {', '.join(available_losses())}")
     datasets = list(dict.fromkeys(args.dataset or ["BasicMotions"]))
-    device = _device(args.device)
     backend = resolve_backend(args.backend, device)
     out_dir = Path(args.out) if args.out else _default_run_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -264,10 +264,9 @@ def compare(args) -> int:
     return 0
 
 
-def train(args) -> int:
-    data = load_uea(args.dataset, args.data_dir)
-    device = _device(args.device)
+def train(args, device: torch.device) -> int:
     resolve_backend(args.backend, device)
+    data = load_uea(args.dataset, args.data_dir)
     if args.resume:
         model = TS2Vec.from_checkpoint(args.resume, device=device)
     else:
@@ -288,10 +287,10 @@ def main(argv=None) -> int:
     """Entry point of ``arl-fast``; returns the exit status."""
     args = build_parser().parse_args(argv)
     threads = torch.get_num_threads()
-    if args.threads:
-        torch.set_num_threads(args.threads)
     try:
-        return compare(args) if args.command == "compare" else train(args)
+        device = _device(args.device)
+        torch.set_num_threads(args.threads or (1 if device.type == "cpu" else threads))
+        return compare(args, device) if args.command == "compare" else train(args, device)
     except (ValueError, FileNotFoundError) as error:
         print(f"arl-fast {args.command}: error: {error}", file=sys.stderr)
         return 2

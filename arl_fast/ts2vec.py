@@ -148,8 +148,8 @@ class TS2Vec:
     ``(z1, z2) -> scalar tensor``; a loss with an ``end_epoch()`` method has
     it called after every epoch.  ``seed`` fixes the weights, the crops, the
     masks and dropout, so the same seed trains the same model twice on CPU.
-    The defaults are TS2Vec's (hidden 64, output 320, depth 10, kernel 3,
-    AdamW at lr 1e-3, batch size 8).
+    The defaults are those TS2Vec trains with (hidden 64, output 320,
+    depth 10, kernel 3, AdamW at lr 1e-3, batch size 8).
     """
 
     def __init__(
@@ -174,8 +174,10 @@ class TS2Vec:
         if max_train_length is not None:
             max_train_length = _check_int("max_train_length", max_train_length, 2 ** (self.temporal_unit + 1))
         self.max_train_length = max_train_length
-        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
-            raise ValueError(f"lr must be a positive number, got {lr!r}")
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)):
+            raise TypeError(f"lr must be a positive number, got {lr!r}")
+        if not lr > 0:
+            raise ValueError(f"lr must be > 0, got {lr}")
         self.lr = float(lr)
         self.backend = backend
         self.device = _resolve_device(device)
@@ -233,8 +235,8 @@ class TS2Vec:
 
     # ------------------------------------------------------------------ training
 
-    def _prepare_train(self, X) -> torch.Tensor:
-        x = _check_series("X", X, self.input_dims).astype(np.float32, copy=False)
+    def _prepare_train(self, x: np.ndarray) -> torch.Tensor:
+        x = x.astype(np.float32, copy=False)
         if self.max_train_length is not None:
             sections = x.shape[1] // self.max_train_length
             if sections >= 2:
@@ -298,9 +300,10 @@ class TS2Vec:
             n_epochs = _check_int("n_epochs", n_epochs, 0)
         if n_iters is not None:
             n_iters = _check_int("n_iters", n_iters, 0)
+        x = _check_series("X", X, self.input_dims)
         if n_epochs is None and n_iters is None:
-            n_iters = 200 if np.asarray(X).size <= 100_000 else 600
-        data = self._prepare_train(X)
+            n_iters = 200 if x.size <= 100_000 else 600
+        data = self._prepare_train(x)
         batch_size = min(self.batch_size, len(data))
         per_epoch = len(data) // batch_size
         ts_l = data.size(1)

@@ -6,7 +6,7 @@ import pytest
 from arl_fast.cli import available_losses, format_table, main, summarize, totals
 from arl_fast.ts2vec import TS2Vec
 
-TINY = ["--depth", "1", "--hidden-dims", "8", "--repr-dims", "8", "--device", "cpu", "--threads", "1", "--quiet"]
+TINY = ["--depth", "1", "--hidden-dims", "8", "--repr-dims", "8", "--device", "cpu", "--quiet"]
 
 
 def test_compare_end_to_end(tmp_path, capsys):

@@ -276,7 +276,7 @@ def test_bad_arguments(tmp_path):
     with pytest.raises(TypeError, match="n_iters"):
         tiny().fit(series(), n_iters=1.5)
     with pytest.raises(TypeError, match="lists"):
-        tiny().fit([np.zeros((2, 5))])
+        tiny().fit([np.zeros((2, 5)), np.zeros((2, 7))])
     custom = tiny(loss=lambda z1, z2: hierarchical_contrastive_loss(z1, z2))
     custom.save(tmp_path / "custom.pt")
     with pytest.raises(ValueError, match="custom loss"):
