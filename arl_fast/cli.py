@@ -218,7 +218,6 @@ def compare(args, device: torch.device) -> int:
     datasets = list(dict.fromkeys(args.dataset or ["BasicMotions"]))
     backend = resolve_backend(args.backend, device)
     out_dir = Path(args.out) if args.out else _default_run_dir()
-    out_dir.mkdir(parents=True, exist_ok=True)
 
     runs, histories, embeddings, lengths = [], {}, {}, {}
     progress = tqdm(total=len(datasets) * len(losses) * args.seeds, unit="run", desc="compare", disable=args.quiet)
@@ -251,8 +250,10 @@ def compare(args, device: torch.device) -> int:
     summary = summarize(runs)
     results = {
         "runs": runs, "summary": summary, "total": totals(summary, losses), "losses": losses, "lengths": lengths,
-        "config": {key: value for key, value in vars(args).items() if key != "command"},
+        "config": {**{key: value for key, value in vars(args).items() if key != "command"},
+                   "device": device.type, "threads": torch.get_num_threads()},
     }
+    out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps(results, indent=2))
     print(format_table(results))
     print(f"\nresults: {out_dir / 'results.json'}")

@@ -15,6 +15,7 @@ def test_compare_end_to_end(tmp_path, capsys):
     results = json.loads((out / "results.json").read_text())
     losses = available_losses()
     assert results["losses"] == losses and results["lengths"] == {"BasicMotions": 100}
+    assert results["config"]["threads"] == 1 and results["config"]["device"] == "cpu"
 
     assert len(results["runs"]) == 2 * len(losses)
     for run in results["runs"]:
@@ -89,6 +90,7 @@ def test_errors_are_reported(tmp_path, capsys):
                  *TINY]) == 2
     error = capsys.readouterr().err
     assert "NoSuchData" in error and str(tmp_path) in error
+    assert not (tmp_path / "o").exists()
     assert main(["compare", "--losses", "flat", "--out", str(tmp_path / "o"), *TINY]) == 2
     assert "unknown loss 'flat'" in capsys.readouterr().err
     assert main(["compare", "--backend", "nope", "--out", str(tmp_path / "o"), *TINY]) == 2
