@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from arl_fast.losses import hierarchical_contrastive_loss, num_levels
 from arl_fast.ts2vec import (
