@@ -19,6 +19,7 @@ run in Triton's interpreter when ``TRITON_INTERPRET=1`` was set before this modu
 """
 
 import contextlib
+from typing import NamedTuple
 
 import torch
 
@@ -265,46 +266,71 @@ def _require_runnable(device):
 # launch configuration
 
 
-_TL_DTYPES = {torch.float32: tl.float32, torch.float64: tl.float64} if triton is not None else {}
+_TL_DTYPES = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16, torch.float32: tl.float32,
+              torch.float64: tl.float64} if triton is not None else {}
+
+
+class _Config(NamedTuple):
+    """Tile sizes of one kernel: rows, columns and channels per step, warps, widest backward panel."""
+
+    block_m: int
+    block_n: int
+    block_k: int
+    num_warps: int
+    widest_panel: int
+
+
+def _capability(device):
+    """The GPU's compute capability, or None on CPU (the interpreter)."""
+    return torch.cuda.get_device_capability(device) if device.type == "cuda" else None
 
 
 def _accumulator_dtype(dtype):
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _dot_types(dtype, device):
-    """(operand dtype, input_precision) for ``tl.dot`` on inputs of ``dtype``.
+def _dot_types(dtype, capability, matmul_precision):
+    """(operand dtype, input_precision) of ``tl.dot`` for inputs of ``dtype``.
 
-    float32 follows ``torch.get_float32_matmul_precision()``: "highest" is IEEE fp32, otherwise TF32 (Ampere
-    on).  float16/bfloat16 go to the tensor cores as they are, except where bf16 ``tl.dot`` is unavailable
-    (GPUs before Ampere) or wrong (the interpreter): there they are computed in float32.
+    float32 follows ``torch.get_float32_matmul_precision()``: "highest" is IEEE fp32, otherwise TF32.
+    float16/bfloat16 go to the tensor cores as they are, accumulating in fp32.  Where Triton has no such
+    tensor-core path (GPUs before Ampere: no TF32, no bf16, fp16 spills) and where bf16 ``tl.dot`` is wrong
+    (the interpreter), every dtype is computed in fp32 (IEEE).
     """
-    tensor_cores_fp32 = device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0)
     if dtype == torch.float64:
         return tl.float64, "ieee"
-    if dtype == torch.float16:
-        return tl.float16, "ieee"
-    if dtype == torch.bfloat16 and tensor_cores_fp32:
-        return tl.bfloat16, "ieee"
-    if tensor_cores_fp32 and torch.get_float32_matmul_precision() != "highest":
-        return tl.float32, "tf32"
-    return tl.float32, "ieee"
+    if capability is None:
+        return (tl.float16 if dtype == torch.float16 else tl.float32), "ieee"
+    if capability < (8, 0):
+        return tl.float32, "ieee"
+    if dtype in (torch.float16, torch.bfloat16):
+        return _TL_DTYPES[dtype], "ieee"
+    return tl.float32, ("ieee" if matmul_precision == "highest" else "tf32")
 
 
 def _next_power_of_2(x):
     return 1 << (x - 1).bit_length()
 
 
-def _blocks(term, B, dtype, device):
-    """(BLOCK_M, BLOCK_N, BLOCK_K, num_warps, widest backward panel) for one term."""
-    if device.type == "cpu":  # interpreter: small tiles, so that small tests cross tile and view boundaries
-        return 32, 32, 16, 1, 64
-    narrow = dtype in (torch.float16, torch.bfloat16)
-    block_k = 64 if narrow else 32
-    if term == _INSTANCE:
-        rows = min(max(_next_power_of_2(2 * B), 16), 64)
-        return rows, rows, block_k, 4, 384
-    return 64, 64, block_k, 8, 384
+def _config(term, forward, B, dtype, capability):
+    """Tiles for one term and direction on a GPU of ``capability`` (None: the interpreter).
+
+    Chosen so that every kernel compiles without register spills for C = 320 (checked with ptxas for sm_75,
+    sm_80 and sm_90); not tuned on hardware.
+    """
+    if capability is None:  # interpreter: small tiles, so that small tests cross tile and view boundaries
+        return _Config(32, 32, 16, 1, 64)
+    if dtype == torch.float64:
+        return _Config(32, 32, 16, 8, 128)
+    block_k = 64 if dtype in (torch.float16, torch.bfloat16) and capability >= (8, 0) else 32
+    if term == _INSTANCE:  # 2B rows per timestamp, a few dozen at most in practice
+        rows = min(max(_next_power_of_2(2 * B), 16), 32)
+        return _Config(rows, rows, block_k, 4, 384)
+    if capability >= (9, 0):
+        return _Config(128, 64, block_k, 8, 384) if forward else _Config(64, 32, block_k, 8, 384)
+    if capability >= (8, 0):
+        return _Config(64, 64, block_k, 4, 384) if forward else _Config(32, 64, block_k, 8, 384)
+    return _Config(64, 64, block_k, 8, 384) if forward else _Config(64, 32, block_k, 8, 384)
 
 
 def _panels(C, widest):
@@ -357,9 +383,9 @@ def _view_stride(first, second):
     return distance // first.element_size()
 
 
-def _unpool_blocks(device):
+def _unpool_blocks(capability):
     """(BLOCK_R, BLOCK_C) of the unpooling kernel: rows of the pooled level by channels."""
-    return (16, 16) if device.type == "cpu" else (32, 64)
+    return (16, 16) if capability is None else (32, 64)
 
 
 def _device_guard(device):
@@ -376,30 +402,39 @@ def _check_levels(T, level_lo, level_hi):
 # forward and backward launches
 
 
+def _kernel_meta(term, forward, B, C, dtype, capability, matmul_precision):
+    """(tile config, compile-time arguments) of the forward or backward kernel for one term."""
+    config = _config(term, forward, B, dtype, capability)
+    dot, input_precision = _dot_types(dtype, capability, matmul_precision)
+    meta = dict(TEMPORAL=term == _TEMPORAL, DOT=dot, ACC=_TL_DTYPES[_accumulator_dtype(dtype)],
+                PRECISION=input_precision, BLOCK_M=config.block_m, BLOCK_N=config.block_n,
+                BLOCK_K=config.block_k, num_warps=config.num_warps)
+    if not forward:
+        meta["PANEL_A"], meta["PANEL_B"], _ = _panels(C, config.widest_panel)
+    return config, meta
+
+
 def _forward(z1, z2, level_lo, level_hi, alpha, temporal_unit):
     """Losses of levels level_lo..level_hi and the per-row log-sum-exp of both terms (saved for backward)."""
     _require_runnable(z1.device)
     z1, z2 = _same_strides(z1, z2)
     B, T, C = z1.shape
     _check_levels(T, level_lo, level_hi)
+    capability, precision = _capability(z1.device), torch.get_float32_matmul_precision()
     acc = _accumulator_dtype(z1.dtype)
-    dot, precision = _dot_types(z1.dtype, z1.device)
+    metas = {term: _kernel_meta(term, True, B, C, z1.dtype, capability, precision) for term in (_TEMPORAL, _INSTANCE)}
     lse = torch.zeros(2, _lse_offset(B, T, level_lo, level_hi + 1), dtype=acc, device=z1.device)
-    widest = max(_programs(term, B, T, level_lo, _blocks(term, B, z1.dtype, z1.device)[0])
-                 for term in (_TEMPORAL, _INSTANCE))
+    widest = max(_programs(term, B, T, level_lo, config.block_m) for term, (config, _) in metas.items())
     sums = torch.zeros(2, level_hi - level_lo + 1, widest, dtype=acc, device=z1.device)
     with _device_guard(z1.device):
-        for term in (_TEMPORAL, _INSTANCE):
+        for term, (config, meta) in metas.items():
             levels = _term_levels(term, B, T, level_lo, level_hi, alpha, temporal_unit)
             if not levels:
                 continue
-            block_m, block_n, block_k, num_warps, _ = _blocks(term, B, z1.dtype, z1.device)
-            grid = (sum(_programs(term, B, T, level, block_m) for level in levels),)
+            grid = (sum(_programs(term, B, T, level, config.block_m) for level in levels),)
             _forward_kernel[grid](
                 z1, _view_stride(z1, z2), *z1.stride(), lse[term], sums[term], T, B, C, levels[0],
-                _lse_offset(B, T, level_lo, levels[0]), levels[0] - level_lo, widest,
-                TEMPORAL=term == _TEMPORAL, DOT=dot, ACC=_TL_DTYPES[acc], PRECISION=precision,
-                BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=num_warps,
+                _lse_offset(B, T, level_lo, levels[0]), levels[0] - level_lo, widest, **meta,
             )
     per_term = sums.sum(-1)
     losses = (1 - alpha) * per_term[_TEMPORAL] + alpha * per_term[_INSTANCE]
@@ -416,14 +451,16 @@ def _backward(grad, z1, z2, lse, level_lo, level_hi, alpha, temporal_unit):
     dtype = z1.dtype
     z1, z2 = _same_strides(z1, z2)
     B, T, C = z1.shape
+    capability, precision = _capability(z1.device), torch.get_float32_matmul_precision()
     acc = _accumulator_dtype(dtype)
-    dot, precision = _dot_types(dtype, z1.device)
+    metas = {term: _kernel_meta(term, False, B, C, dtype, capability, precision) for term in (_TEMPORAL, _INSTANCE)}
     d1 = torch.zeros(B, T, C, dtype=acc, device=z1.device)
     d2 = torch.zeros_like(d1)
     coarse = max(level_lo, 1)
     pooled = torch.empty(2 * B * (T >> coarse) * C if coarse <= level_hi else 0, dtype=acc, device=z1.device)
     weights = {_TEMPORAL: (grad * (1 - alpha)).to(acc).contiguous(), _INSTANCE: (grad * alpha).to(acc).contiguous()}
     z_args = (z1, _view_stride(z1, z2), *z1.stride())
+    block_r, block_c = _unpool_blocks(capability)
     with _device_guard(z1.device):
         for level in range(level_lo, level_hi + 1):
             length = T >> level
@@ -432,20 +469,16 @@ def _backward(grad, z1, z2, lse, level_lo, level_hi, alpha, temporal_unit):
             else:
                 out = (pooled, B * length * C, length * C, C)
             written = False
-            for term in (_TEMPORAL, _INSTANCE):
+            for term, (config, meta) in metas.items():
                 if level not in _term_levels(term, B, T, level_lo, level_hi, alpha, temporal_unit):
                     continue
-                block_m, block_n, block_k, num_warps, widest = _blocks(term, B, dtype, z1.device)
-                panel_a, panel_b, n_panels = _panels(C, widest)
-                _backward_kernel[(_programs(term, B, T, level, block_m), n_panels)](
+                n_panels = _panels(C, config.widest_panel)[2]
+                _backward_kernel[(_programs(term, B, T, level, config.block_m), n_panels)](
                     *z_args, *out, lse[term], weights[term], T, B, C, level, _lse_offset(B, T, level_lo, level),
-                    level - level_lo, TEMPORAL=term == _TEMPORAL, ACCUMULATE=written or level == 0, DOT=dot,
-                    ACC=_TL_DTYPES[acc], PRECISION=precision, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k,
-                    PANEL_A=panel_a, PANEL_B=panel_b, num_warps=num_warps,
+                    level - level_lo, ACCUMULATE=written or level == 0, **meta,
                 )
                 written = True
             if written and level > 0:
-                block_r, block_c = _unpool_blocks(z1.device)
                 grid = (triton.cdiv(2 * B * length, block_r), triton.cdiv(C, block_c))
                 _unpool_kernel[grid](*z_args, pooled, d1, _view_stride(d1, d2), T, B, C, level,
                                      BLOCK_R=block_r, BLOCK_C=block_c, num_warps=4)

@@ -190,3 +190,10 @@ def test_cpu_without_interpreter_is_refused():
     )
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=120)
+
+
+def test_kernels_compile_for_gpus():
+    """The kernels, with the tiles the launchers pick, compile to machine code for sm_75, sm_80 and sm_90."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    script = os.path.join(os.path.dirname(__file__), "triton_compile_check.py")
+    subprocess.run([sys.executable, script], env=env, check=True, timeout=600)
