@@ -2,9 +2,16 @@
 
 Each training step backpropagates the loss of the epoch's resolution only.  To
 see every resolution's trend, the module also measures all levels' losses
-without gradient ("probes") every ``probe_every`` steps, on the first
-``probe_fraction`` of the batch; ``end_epoch()`` hands the epoch means to a
+without gradient ("probes") every ``probe_every`` steps, counted from each
+epoch's first step; ``end_epoch()`` hands the epoch means to a
 :class:`ResolutionSelector`, which draws the next epoch's resolution.
+
+A probe of every level costs about 36% of the hierarchical loss's
+forward+backward (``bench/probe_cost.py``), so probing every step would eat
+most of the saving on long series.  The default, every 4th step, costs about
+9%; on ACSF1 its probabilities differ from those of a probe at every step about
+as much as the latter differ from uniform, as do a quarter-batch probe's at
+every step (``bench/results/probe_options_ACSF1.txt``).
 
 Under ``torch.distributed`` the epoch sums are all-reduced, so every rank
 observes the same means, and rank 0's draw is broadcast, so every rank trains
@@ -12,7 +19,6 @@ the same resolution even when the ranks were seeded differently.
 """
 
 import copy
-import math
 import numbers
 
 import numpy as np
@@ -44,8 +50,7 @@ class AdaptiveResolutionLoss(torch.nn.Module):
         seed=None,
         backend="auto",
         temperature=1.0,
-        probe_every=1,
-        probe_fraction=1.0,
+        probe_every=4,
         score="difference",
     ):
         super().__init__()
@@ -57,15 +62,10 @@ class AdaptiveResolutionLoss(torch.nn.Module):
             raise TypeError(f"probe_every must be an int >= 1, got {probe_every!r}")
         if probe_every < 1:
             raise ValueError(f"probe_every must be >= 1, got {probe_every}")
-        if isinstance(probe_fraction, bool) or not isinstance(probe_fraction, numbers.Real):
-            raise TypeError(f"probe_fraction must be a number in (0, 1], got {probe_fraction!r}")
-        if not 0 < probe_fraction <= 1:
-            raise ValueError(f"probe_fraction must be in (0, 1], got {probe_fraction}")
         self.alpha = float(alpha)
         self.temporal_unit = int(temporal_unit)
         self.backend = backend
         self.probe_every = int(probe_every)
-        self.probe_fraction = float(probe_fraction)
         self.selector = ResolutionSelector(seed=seed, temperature=temperature, score=score)
         self.history = []
         self.epoch = 0
@@ -78,7 +78,7 @@ class AdaptiveResolutionLoss(torch.nn.Module):
         return (
             f"alpha={self.alpha}, temporal_unit={self.temporal_unit}, backend={self.backend!r}, "
             f"temperature={self.selector.temperature}, score={self.selector.score!r}, "
-            f"probe_every={self.probe_every}, probe_fraction={self.probe_fraction}"
+            f"probe_every={self.probe_every}"
         )
 
     def forward(self, z1, z2):
@@ -98,12 +98,8 @@ class AdaptiveResolutionLoss(torch.nn.Module):
 
     @torch.no_grad()
     def _probe(self, z1, z2):
-        """Add every level's loss on (part of) the batch to the epoch sums, without an autograd graph."""
-        batch = z1.shape[0]
-        rows = min(batch, max(2, math.ceil(batch * self.probe_fraction)))
-        losses = resolution_losses(
-            z1.detach()[:rows], z2.detach()[:rows], self.alpha, self.temporal_unit, backend=self.backend
-        )
+        """Add every level's loss on the batch to the epoch sums, without an autograd graph."""
+        losses = resolution_losses(z1.detach(), z2.detach(), self.alpha, self.temporal_unit, backend=self.backend)
         if self._totals is None:
             dtype = torch.float32 if z1.device.type == "mps" else torch.float64
             self._totals = torch.zeros(2, MAX_RESOLUTIONS, dtype=dtype, device=z1.device)

@@ -34,10 +34,10 @@ def train(module, batches_per_epoch):
 def worker(rank, port, out_dir):
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
     try:
-        same_seed = AdaptiveResolutionLoss(seed=5)
+        same_seed = AdaptiveResolutionLoss(seed=5, probe_every=1)
         trained = train(same_seed, lambda e: [batch(rank, e, s) for s in range(2)])
         # unseeded ranks draw from different generators: rank 0's draw must still win
-        unseeded = AdaptiveResolutionLoss(seed=None)
+        unseeded = AdaptiveResolutionLoss(seed=None, probe_every=1)
         unseeded_trained = train(unseeded, lambda e: [batch(rank, e, s) for s in range(2)])
         torch.save(
             {"trained": trained, "history": same_seed.history, "unseeded": unseeded_trained},
@@ -63,7 +63,7 @@ def test_ranks_train_the_same_resolutions_from_global_means(tmp_path):
         np.testing.assert_allclose(e0["level_losses"], e1["level_losses"], rtol=1e-12)
 
     # the ranks observed the means over both ranks' batches: one process fed all of them agrees
-    single = AdaptiveResolutionLoss(seed=5)
+    single = AdaptiveResolutionLoss(seed=5, probe_every=1)
     trained = train(single, lambda e: [batch(r, e, s) for r in range(WORLD) for s in range(2)])
     assert trained == ranks[0]["trained"]
     for mine, theirs in zip(single.history, ranks[0]["history"]):
