@@ -9,9 +9,10 @@ epoch's first step; ``end_epoch()`` hands the epoch means to a
 A probe of every level costs about 36% of the hierarchical loss's
 forward+backward (``bench/probe_cost.py``), so probing every step would eat
 most of the saving on long series.  The default, every 4th step, costs about
-9%; on ACSF1 its probabilities differ from those of a probe at every step about
-as much as the latter differ from uniform, as do a quarter-batch probe's at
-every step (``bench/results/probe_options_ACSF1.txt``).
+9%.  On ACSF1 eq. 5's probabilities stay near uniform whichever probe is used
+(total variation 0.15 from uniform when probing every step); probing every 4th
+step moves them by 0.17 on average, no more than probing a quarter of every
+batch, which costs more (``bench/results/probe_options_ACSF1.txt``).
 
 Under ``torch.distributed`` the epoch sums are all-reduced, so every rank
 observes the same means, and rank 0's draw is broadcast, so every rank trains
