@@ -42,7 +42,7 @@ def write_compare_plots(out_dir, results, histories, embeddings) -> list[Path]:
         adaptive = first_runs.get("adaptive", {}).get("adaptive")
         if adaptive:
             written.append(_save(_resolution_heatmap(adaptive, title), f"{stem}_resolutions.png"))
-        curves = {loss: _aligned_level_losses(run) for loss, run in first_runs.items()}
+        curves = {loss: _aligned_level_losses(first_runs[loss]) for loss in _ordered(first_runs)}
         curves = {loss: curve for loss, curve in curves.items() if curve}
         if curves:
             written.append(_save(_level_loss_curves(curves, title), f"{stem}_level_losses.png"))
@@ -50,6 +50,11 @@ def write_compare_plots(out_dir, results, histories, embeddings) -> list[Path]:
         if points:
             written.append(_save(_tsne_panels(points, title), f"{stem}_tsne.png"))
     return written
+
+
+def _ordered(losses) -> list:
+    """Hierarchical first, then adaptive, then any other loss by name: the same panel order in every figure."""
+    return sorted(losses, key=lambda loss: (loss != "hierarchical", loss != "adaptive", loss))
 
 
 def _safe_name(name) -> str:
@@ -128,7 +133,7 @@ def _level_loss_curves(curves, title) -> Figure:
         ax.set_title(f"{loss} loss")
         ax.set_xlabel("epoch")
     axes[0].set_ylabel("epoch-mean loss")
-    axes[-1].legend(title="resolution", fontsize="small", ncol=2, loc="upper right")
+    axes[-1].legend(title="resolution", fontsize="small", loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.suptitle(f"{title}: per-resolution losses (r = 0 is length 1)")
     return fig
 
@@ -137,7 +142,7 @@ def _tsne_panels(points, title) -> Figure:
     """t-SNE of each loss's test embeddings side by side, coloured by class."""
     from sklearn.manifold import TSNE
 
-    order = sorted(points, key=lambda loss: (loss != "hierarchical", loss != "adaptive", loss))
+    order = _ordered(points)
     fig = Figure(figsize=(4.8 * len(order) + 1.2, 4.6), layout="constrained")
     axes = fig.subplots(1, len(order), squeeze=False)[0]
     classes = np.unique(np.concatenate([np.asarray(points[loss][1]) for loss in order]))
