@@ -194,10 +194,13 @@ def test_state_dict_round_trip_resumes_identically():
 def test_state_survives_torch_save(tmp_path):
     module = AdaptiveResolutionLoss(seed=1)
     run_epochs(module, [[20, 30], [40]])
-    torch.save(module.state_dict(), tmp_path / "loss.pt")
+    module(*pair(25))  # mid-epoch: running sums are saved too
+    torch.save(module.state_dict(), tmp_path / "loss.pt")  # plain Python values: loads with weights_only
     loaded = AdaptiveResolutionLoss()
-    loaded.load_state_dict(torch.load(tmp_path / "loss.pt", weights_only=False))
+    loaded.load_state_dict(torch.load(tmp_path / "loss.pt", weights_only=True))
     assert loaded.history == module.history and loaded.resolution == module.resolution
+    assert loaded.end_epoch() == module.end_epoch()
+    assert loaded.history == module.history
 
 
 @pytest.mark.parametrize(
