@@ -3,19 +3,24 @@
 Both InfoNCE terms are one computation on different axes: ``2n`` rows (two views of ``n`` items) per group,
 scored against each other.  The temporal term has groups = series and rows = pooled timestamps; the instance
 term has groups = pooled timestamps and rows = series.  One kernel serves both, told which by a compile-time
-flag, and max-pools every tile it loads by ``2**level`` on the fly.  The two views are addressed from ``z1``
-with the element distance to ``z2`` as one more stride, so a tile may hold rows of both.
+flag.  The two views are addressed from ``z1`` with the element distance to ``z2`` as one more stride, so a
+tile may hold rows of both.
+
+Pooling: levels 0-3 max-pool every tile they load straight from ``z1, z2`` (windows 1-8); level 4 is
+materialised (1/16 of the inputs) and levels 4-7 pool from it on the fly, and so on.  The materialised levels
+cost ~7% of the inputs' memory and keep pooling windows short: a window is walked step by step, and 2**level
+steps at a coarse level would make the kernel wait on thousands of loads one after the other.
 
 Forward: per block of rows, similarity tiles ``S = Z_I Z_J^T`` (``tl.dot``, C in chunks), an online
 log-sum-exp with the diagonal masked inside the tile, the positive read from its tile.  It saves the per-row
 log-sum-exp and never writes ``S``.  Backward recomputes each tile and, as ``S`` is symmetric, takes both
 softmax directions from it: ``dZ_I = sum_J (softmax_I(S_IJ) + softmax_J(S_JI)^T - 2 * onehot) Z_J`` times the
-row weight.  That is the gradient of the pooled level; a last kernel adds it at the positions ``max_pool1d``
-picked (the first maximum of each window).
+row weight.  That is the gradient of the pooled level; ``_unpool_kernel`` adds it at the positions
+``max_pool1d`` picked (the first maximum of each window), level by level down to ``z1, z2``.
 
-Every level of one term runs in one forward launch.  The backward runs a few launches per level, in order,
-so that additions into the gradient never race and the result is deterministic.  On CPU tensors the kernels
-run in Triton's interpreter when ``TRITON_INTERPRET=1`` was set before this module was imported.
+The forward runs one launch per term and materialised level.  The backward runs a few launches per level, in
+order, so that additions into the gradient never race and the result is deterministic.  On CPU tensors the
+kernels run in Triton's interpreter when ``TRITON_INTERPRET=1`` was set before this module was imported.
 """
 
 import contextlib
@@ -30,6 +35,7 @@ except ImportError:  # Triton ships for Linux only
     triton = None
 
 _TEMPORAL, _INSTANCE = 0, 1
+_BASE_EVERY = 4  # every 4th level is materialised; the 3 above it pool from it on the fly
 
 if triton is not None:
     # The interpreter re-patches triton.language on every call of a jitted device function (about 0.3 ms each),
@@ -57,7 +63,7 @@ if triton is not None:
 
     @_device_function
     def _row_offsets(rows, n, group, s_v, s_row, s_group):
-        """Element offsets from ``z1`` of each row's first element: rows < n in view 1, the rest in view 2."""
+        """Element offsets from ``z`` of each row's first element: rows < n in view 1, the rest in view 2."""
         second = rows >= n
         i = tl.where(second, rows - n, rows).to(tl.int64)
         return second.to(tl.int64) * s_v + i * s_row + group.to(tl.int64) * s_group
@@ -85,15 +91,16 @@ if triton is not None:
             s = tl.dot(a, tl.trans(b), s, input_precision=PRECISION)
         return s
 
-    @triton.jit(do_not_specialize=["T", "B", "first_level", "lse_start"])
-    def _forward_kernel(z, s_v, s_b, s_t, s_c, lse_ptr, sums_ptr, T, B, C, first_level, lse_start,
+    @triton.jit(do_not_specialize=["T", "B", "base", "first_level", "lse_start"])
+    def _forward_kernel(z, s_v, s_b, s_t, s_c, base, lse_ptr, sums_ptr, T, B, C, first_level, lse_start,
                         sums_first_row, sums_row_stride, TEMPORAL: tl.constexpr, DOT: tl.constexpr,
                         ACC: tl.constexpr, PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                         BLOCK_K: tl.constexpr):
         """Per-row log-sum-exp of one term at every level from ``first_level`` on, and each program's loss share.
 
-        Programs are numbered level by level; each handles ``BLOCK_M`` rows of one group and writes
-        ``sum(lse - positive) / rows_of_the_level`` over its rows to ``sums[level, program]``.
+        ``z`` (strides ``s_*``, views ``s_v`` apart) holds level ``base``; level ``k`` pools it by
+        ``2**(k - base)``.  Programs are numbered level by level; each handles ``BLOCK_M`` rows of one group
+        and writes ``sum(lse - positive) / rows_of_the_level`` over its rows to ``sums[level, program]``.
         """
         pid = tl.program_id(0)
         level = first_level
@@ -103,8 +110,8 @@ if triton is not None:
             lse_offset += 2 * B * (T >> level)
             level += 1
         n, groups = _sizes(level, T, B, TEMPORAL)
-        s_row, s_group = _strides(s_b, s_t << level, TEMPORAL)
-        window = 1 << level
+        s_row, s_group = _strides(s_b, s_t << (level - base), TEMPORAL)
+        window = 1 << (level - base)
         tiles = tl.cdiv(2 * n, BLOCK_M)
         group = pid // tiles
         rows = (pid % tiles) * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -139,23 +146,24 @@ if triton is not None:
             values += tl.load(ptrs, mask=mask, other=0.0)
         tl.store(ptrs, values, mask=mask)
 
-    @triton.jit(do_not_specialize=["T", "B", "level", "lse_offset", "grad_index"])
-    def _backward_kernel(z, s_v, s_b, s_t, s_c, out, o_v, o_b, o_t, lse_ptr, grad_ptr, T, B, C, level, lse_offset,
+    @triton.jit(do_not_specialize=["T", "B", "base", "level", "lse_offset", "grad_index"])
+    def _backward_kernel(z, s_v, s_b, s_t, s_c, base, out, o_v, o_b, o_t, lse_ptr, grad_ptr, T, B, C, level, lse_offset,
                          grad_index, TEMPORAL: tl.constexpr, ACCUMULATE: tl.constexpr, DOT: tl.constexpr,
                          ACC: tl.constexpr, PRECISION: tl.constexpr, BLOCK_M: tl.constexpr,
                          BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PANEL_A: tl.constexpr,
                          PANEL_B: tl.constexpr):
         """Gradient of one term with respect to the pooled level, written (or added) to ``out``.
 
-        ``out`` is laid out like the pooled level, C contiguous.  Program (rows block, panel) accumulates ``dZ``
+        ``z`` holds level ``base`` as in the forward kernel; ``out`` is laid out like the pooled level, C
+        contiguous.  Program (rows block, panel) accumulates ``dZ``
         for its rows over the channels ``[panel * (PANEL_A + PANEL_B), ...)`` in two power-of-two pieces, so
         C = 320 needs no padding to 512.
         """
         pid = tl.program_id(0)
         first_col = tl.program_id(1) * (PANEL_A + PANEL_B)
         n, groups = _sizes(level, T, B, TEMPORAL)
-        s_row, s_group = _strides(s_b, s_t << level, TEMPORAL)
-        window = 1 << level
+        s_row, s_group = _strides(s_b, s_t << (level - base), TEMPORAL)
+        window = 1 << (level - base)
         tiles = tl.cdiv(2 * n, BLOCK_M)
         group = pid // tiles
         rows = (pid % tiles) * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -192,29 +200,47 @@ if triton is not None:
         if PANEL_B > 0:
             _write_rows(out, out_off, row_ok, cols_b, C, acc_b * weight, ACCUMULATE)
 
-    @triton.jit(do_not_specialize=["T", "B", "level"])
-    def _unpool_kernel(z, s_v, s_b, s_t, s_c, pooled_grad, d, d_v, T, B, C, level,
-                       BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
-        """``d[first maximum of each pooling window] += pooled_grad`` for one level (the backward of max_pool1d).
-
-        ``pooled_grad`` is (2, B, T >> level, C) contiguous; ``d`` is (B, T, C) contiguous per view.
-        """
-        length = T >> level
+    @_device_function
+    def _windows(z, s_v, s_b, s_t, s_c, length, B, C, shift, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+        """This program's block of pooled elements: their flat row (view, series, step), channels, mask, and
+        pointers to the first element of each pooling window in ``z``."""
+        pooled_length = length >> shift
         rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
         cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-        view = rows // (B * length)
-        b = rows // length % B
-        t = (rows % length).to(tl.int64) << level
-        mask = (rows < 2 * B * length)[:, None] & (cols < C)[None, :]
-        src = z + (view.to(tl.int64) * s_v + b.to(tl.int64) * s_b + t * s_t)[:, None] + cols[None, :] * s_c
+        view = rows // (B * pooled_length)
+        b = rows // pooled_length % B
+        t = (rows % pooled_length).to(tl.int64) << shift
+        mask = (rows < 2 * B * pooled_length)[:, None] & (cols < C)[None, :]
+        offsets = view.to(tl.int64) * s_v + b.to(tl.int64) * s_b + t * s_t
+        return rows, cols, mask, z + offsets[:, None] + cols[None, :] * s_c, view, b, t
+
+    @triton.jit(do_not_specialize=["length", "B", "shift"])
+    def _pool_kernel(z, s_v, s_b, s_t, s_c, pooled, length, B, C, shift, ACC: tl.constexpr,
+                     BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+        """``pooled`` (2, B, length >> shift, C), contiguous: ``z`` (both views, ``length`` steps) max-pooled."""
+        rows, cols, mask, src, _, _, _ = _windows(z, s_v, s_b, s_t, s_c, length, B, C, shift, BLOCK_R, BLOCK_C)
+        best = tl.load(src, mask=mask, other=0.0).to(ACC)
+        for w in range(1, 1 << shift):
+            best = tl.maximum(best, tl.load(src + w * s_t, mask=mask, other=0.0).to(ACC))
+        tl.store(pooled + rows.to(tl.int64)[:, None] * C + cols[None, :], best.to(pooled.dtype.element_ty), mask=mask)
+
+    @triton.jit(do_not_specialize=["length", "B", "shift"])
+    def _unpool_kernel(z, s_v, s_b, s_t, s_c, pooled_grad, d, d_v, length, B, C, shift,
+                       BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+        """``d[first maximum of each window] += pooled_grad``: the backward of max-pooling ``z`` by ``2**shift``.
+
+        ``pooled_grad`` is (2, B, length >> shift, C) contiguous; ``d`` is (B, length, C) contiguous per view,
+        the views ``d_v`` apart, and receives the gradient with respect to ``z``.
+        """
+        rows, cols, mask, src, view, b, t = _windows(z, s_v, s_b, s_t, s_c, length, B, C, shift, BLOCK_R, BLOCK_C)
         best = tl.load(src, mask=mask, other=0.0).to(d.dtype.element_ty)
         argmax = tl.zeros([BLOCK_R, BLOCK_C], tl.int32)
-        for w in range(1, 1 << level):
+        for w in range(1, 1 << shift):
             x = tl.load(src + w * s_t, mask=mask, other=0.0).to(d.dtype.element_ty)
             argmax = tl.where(x > best, w, argmax)
             best = tl.maximum(best, x)
         grad = tl.load(pooled_grad + rows.to(tl.int64)[:, None] * C + cols[None, :], mask=mask, other=0.0)
-        dst = d + (view.to(tl.int64) * d_v + (b.to(tl.int64) * T + t) * C)[:, None] + cols[None, :] + argmax * C
+        dst = d + (view.to(tl.int64) * d_v + (b.to(tl.int64) * length + t) * C)[:, None] + cols[None, :] + argmax * C
         tl.store(dst, tl.load(dst, mask=mask, other=0.0) + grad, mask=mask)
 
 
@@ -383,8 +409,8 @@ def _view_stride(first, second):
     return distance // first.element_size()
 
 
-def _unpool_blocks(capability):
-    """(BLOCK_R, BLOCK_C) of the unpooling kernel: rows of the pooled level by channels."""
+def _elementwise_blocks(capability):
+    """(BLOCK_R, BLOCK_C) of the pooling and unpooling kernels: pooled rows by channels."""
     return (16, 16) if capability is None else (32, 64)
 
 
@@ -414,6 +440,42 @@ def _kernel_meta(term, forward, B, C, dtype, capability, matmul_precision):
     return config, meta
 
 
+def _base(level):
+    """The materialised level that ``level`` pools from on the fly: windows of at most 2**(_BASE_EVERY - 1)."""
+    return level - level % _BASE_EVERY
+
+
+def _pyramid(z1, z2, top):
+    """The sources of levels 0..top: {base: (tensor of view 1, distance to view 2, strides)}.
+
+    Level 0 is ``z1, z2`` themselves; every ``_BASE_EVERY``-th level is max-pooled from the previous one
+    into a (2, B, T >> base, C) tensor, about 7% of the inputs' memory in all.
+    """
+    B, T, C = z1.shape
+    sources = {0: (z1, _view_stride(z1, z2), *z1.stride())}
+    block_r, block_c = _elementwise_blocks(_capability(z1.device))
+    for base in range(_BASE_EVERY, _base(top) + 1, _BASE_EVERY):
+        length = T >> (base - _BASE_EVERY)
+        pooled = torch.empty(2, B, T >> base, C, dtype=z1.dtype, device=z1.device)
+        grid = (triton.cdiv(2 * B * (T >> base), block_r), triton.cdiv(C, block_c))
+        _pool_kernel[grid](*sources[base - _BASE_EVERY], pooled, length, B, C, _BASE_EVERY,
+                           ACC=_TL_DTYPES[_accumulator_dtype(z1.dtype)], BLOCK_R=block_r, BLOCK_C=block_c)
+        sources[base] = (pooled, *pooled.stride())  # views, series, steps, channels
+    return sources
+
+
+def _kernel_meta(term, forward, B, C, dtype, capability, matmul_precision):
+    """(tile config, compile-time arguments) of the forward or backward kernel for one term."""
+    config = _config(term, forward, B, dtype, capability)
+    dot, input_precision = _dot_types(dtype, capability, matmul_precision)
+    meta = dict(TEMPORAL=term == _TEMPORAL, DOT=dot, ACC=_TL_DTYPES[_accumulator_dtype(dtype)],
+                PRECISION=input_precision, BLOCK_M=config.block_m, BLOCK_N=config.block_n,
+                BLOCK_K=config.block_k, num_warps=config.num_warps)
+    if not forward:
+        meta["PANEL_A"], meta["PANEL_B"], _ = _panels(C, config.widest_panel)
+    return config, meta
+
+
 def _forward(z1, z2, level_lo, level_hi, alpha, temporal_unit):
     """Losses of levels level_lo..level_hi and the per-row log-sum-exp of both terms (saved for backward)."""
     _require_runnable(z1.device)
@@ -427,15 +489,16 @@ def _forward(z1, z2, level_lo, level_hi, alpha, temporal_unit):
     widest = max(_programs(term, B, T, level_lo, config.block_m) for term, (config, _) in metas.items())
     sums = torch.zeros(2, level_hi - level_lo + 1, widest, dtype=acc, device=z1.device)
     with _device_guard(z1.device):
+        sources = _pyramid(z1, z2, level_hi)
         for term, (config, meta) in metas.items():
             levels = _term_levels(term, B, T, level_lo, level_hi, alpha, temporal_unit)
-            if not levels:
-                continue
-            grid = (sum(_programs(term, B, T, level, config.block_m) for level in levels),)
-            _forward_kernel[grid](
-                z1, _view_stride(z1, z2), *z1.stride(), lse[term], sums[term], T, B, C, levels[0],
-                _lse_offset(B, T, level_lo, levels[0]), levels[0] - level_lo, widest, **meta,
-            )
+            for base in sorted({_base(level) for level in levels}):
+                group = [level for level in levels if _base(level) == base]  # one launch per source
+                grid = (sum(_programs(term, B, T, level, config.block_m) for level in group),)
+                _forward_kernel[grid](
+                    *sources[base], base, lse[term], sums[term], T, B, C, group[0],
+                    _lse_offset(B, T, level_lo, group[0]), group[0] - level_lo, widest, **meta,
+                )
     per_term = sums.sum(-1)
     losses = (1 - alpha) * per_term[_TEMPORAL] + alpha * per_term[_INSTANCE]
     return losses.to(torch.promote_types(z1.dtype, torch.float32)), lse
@@ -444,8 +507,9 @@ def _forward(z1, z2, level_lo, level_hi, alpha, temporal_unit):
 def _backward(grad, z1, z2, lse, level_lo, level_hi, alpha, temporal_unit):
     """Gradients of ``sum(grad * losses)`` with respect to ``z1`` and ``z2``.
 
-    Level 0 adds its gradient straight into ``d1, d2``; a coarser level writes the gradient of its pooled
-    representation to a buffer, which ``_unpool_kernel`` then adds at the windows' maxima.
+    Levels are visited from the coarsest.  A level's gradient goes to the gradient of its base (directly,
+    or through a buffer and ``_unpool_kernel`` when it is pooled from the base); a finished base's gradient
+    is unpooled into the base below it, down to ``d1, d2``.
     """
     _require_runnable(z1.device)
     dtype = z1.dtype
@@ -454,34 +518,44 @@ def _backward(grad, z1, z2, lse, level_lo, level_hi, alpha, temporal_unit):
     capability, precision = _capability(z1.device), torch.get_float32_matmul_precision()
     acc = _accumulator_dtype(dtype)
     metas = {term: _kernel_meta(term, False, B, C, dtype, capability, precision) for term in (_TEMPORAL, _INSTANCE)}
+    weights = {_TEMPORAL: (grad * (1 - alpha)).to(acc).contiguous(), _INSTANCE: (grad * alpha).to(acc).contiguous()}
     d1 = torch.zeros(B, T, C, dtype=acc, device=z1.device)
     d2 = torch.zeros_like(d1)
-    coarse = max(level_lo, 1)
-    pooled = torch.empty(2 * B * (T >> coarse) * C if coarse <= level_hi else 0, dtype=acc, device=z1.device)
-    weights = {_TEMPORAL: (grad * (1 - alpha)).to(acc).contiguous(), _INSTANCE: (grad * alpha).to(acc).contiguous()}
-    z_args = (z1, _view_stride(z1, z2), *z1.stride())
-    block_r, block_c = _unpool_blocks(capability)
+    off_base = [level for level in range(level_lo, level_hi + 1) if level != _base(level)]
+    pooled = torch.empty(2 * B * (T >> off_base[0]) * C if off_base else 0, dtype=acc, device=z1.device)
+    block_r, block_c = _elementwise_blocks(capability)
     with _device_guard(z1.device):
-        for level in range(level_lo, level_hi + 1):
-            length = T >> level
-            if level == 0:
-                out = (d1, _view_stride(d1, d2), T * C, C)
-            else:
-                out = (pooled, B * length * C, length * C, C)
-            written = False
-            for term, (config, meta) in metas.items():
-                if level not in _term_levels(term, B, T, level_lo, level_hi, alpha, temporal_unit):
-                    continue
-                n_panels = _panels(C, config.widest_panel)[2]
-                _backward_kernel[(_programs(term, B, T, level, config.block_m), n_panels)](
-                    *z_args, *out, lse[term], weights[term], T, B, C, level, _lse_offset(B, T, level_lo, level),
-                    level - level_lo, ACCUMULATE=written or level == 0, **meta,
-                )
-                written = True
-            if written and level > 0:
-                grid = (triton.cdiv(2 * B * length, block_r), triton.cdiv(C, block_c))
-                _unpool_kernel[grid](*z_args, pooled, d1, _view_stride(d1, d2), T, B, C, level,
-                                     BLOCK_R=block_r, BLOCK_C=block_c, num_warps=4)
+        sources = _pyramid(z1, z2, level_hi)
+        grads = {0: (d1, _view_stride(d1, d2))}
+        for base in range(_BASE_EVERY, _base(level_hi) + 1, _BASE_EVERY):
+            grads[base] = (torch.zeros(2, B, T >> base, C, dtype=acc, device=z1.device), B * (T >> base) * C)
+        for base in sorted(sources, reverse=True):
+            for level in range(min(base + _BASE_EVERY - 1, level_hi), max(base, level_lo) - 1, -1):
+                length = T >> level
+                if level == base:
+                    out = (grads[base][0], grads[base][1], length * C, C)
+                else:
+                    out = (pooled, B * length * C, length * C, C)
+                written = False
+                for term, (config, meta) in metas.items():
+                    if level not in _term_levels(term, B, T, level_lo, level_hi, alpha, temporal_unit):
+                        continue
+                    n_panels = _panels(C, config.widest_panel)[2]
+                    _backward_kernel[(_programs(term, B, T, level, config.block_m), n_panels)](
+                        *sources[base], base, *out, lse[term], weights[term], T, B, C, level,
+                        _lse_offset(B, T, level_lo, level), level - level_lo,
+                        ACCUMULATE=written or level == base, **meta,
+                    )
+                    written = True
+                if written and level != base:
+                    grid = (triton.cdiv(2 * B * length, block_r), triton.cdiv(C, block_c))
+                    _unpool_kernel[grid](*sources[base], pooled, *grads[base], T >> base, B, C, level - base,
+                                         BLOCK_R=block_r, BLOCK_C=block_c)
+            if base > 0:
+                below = base - _BASE_EVERY
+                grid = (triton.cdiv(2 * B * (T >> base), block_r), triton.cdiv(C, block_c))
+                _unpool_kernel[grid](*sources[below], grads[base][0], *grads[below], T >> below, B, C,
+                                     _BASE_EVERY, BLOCK_R=block_r, BLOCK_C=block_c)
     return d1.to(dtype), d2.to(dtype)
 
 

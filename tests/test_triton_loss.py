@@ -101,6 +101,18 @@ def test_single_level_matches_reference(level):
     assert_grads_close(torch.autograd.grad(ours, (a, b)), torch.autograd.grad(expected, (ra, rb)), 1e-4)
 
 
+@pytest.mark.parametrize("level", [8, 9])
+def test_coarse_levels_of_a_long_series(level):
+    """Levels 8 and 9 pool from the materialised level 8, whose gradient flows back through level 4 to level 0."""
+    z1, z2 = random_pair(2, 1100, 3, seed=41)
+    a, b = leaf(z1), leaf(z2)
+    ra, rb = z1.clone().requires_grad_(), z2.clone().requires_grad_()
+    ours = resolution_loss(a, b, level, 0.5, 0, backend="triton")
+    expected = reference.level_loss(ra, rb, level, 0.5, 0)
+    torch.testing.assert_close(ours.double().cpu(), expected, rtol=1e-5, atol=1e-6)
+    assert_grads_close(torch.autograd.grad(ours, (a, b)), torch.autograd.grad(expected, (ra, rb)), 1e-4)
+
+
 def test_hierarchical_loss_is_the_mean_of_levels():
     z1, z2 = random_pair(2, 9, 4, seed=5)
     a, b = leaf(z1), leaf(z2)

@@ -18,7 +18,7 @@ from triton.compiler import ASTSource
 
 from arl_fast import triton_loss as tlo
 
-POINTERS = {"z", "out", "lse_ptr", "sums_ptr", "grad_ptr", "pooled_grad", "d"}
+POINTERS = {"z", "out", "lse_ptr", "sums_ptr", "grad_ptr", "pooled_grad", "d", "pooled"}
 WIDE = {"s_v", "o_v", "d_v"}  # distances between the two views' tensors
 ALIGNED = POINTERS | WIDE | {"s_b", "s_t", "C", "o_b", "o_t"}  # multiples of 16 at C = 320, as specialised at launch
 TYPES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16", torch.float64: "fp64"}
@@ -67,10 +67,12 @@ def main():
             _, meta = tlo._kernel_meta(term, False, 8, 320, dtype, capability, precision)
             meta["ACCUMULATE"] = term == tlo._INSTANCE
             kernels.append((f"backward {term}", compile_kernel(tlo._backward_kernel, capability, dtype, meta)))
-        block_r, block_c = tlo._unpool_blocks(capability)
+        block_r, block_c = tlo._elementwise_blocks(capability)
         meta = dict(BLOCK_R=block_r, BLOCK_C=block_c)
         kernels.append(("unpool", compile_kernel(tlo._unpool_kernel, capability, dtype, meta)))
-        print(f"compiled for sm_{capability[0]}{capability[1]}, {dtype}")
+        meta["ACC"] = tlo._TL_DTYPES[tlo._accumulator_dtype(dtype)]
+        kernels.append(("pool", compile_kernel(tlo._pool_kernel, capability, dtype, meta)))
+        print(f"compiled for sm_{capability[0]}{capability[1]}, {dtype}, matmul precision {precision!r}")
         for name, compiled in kernels if show else ():
             print(f"  {name}: {resources(compiled)}")
 
