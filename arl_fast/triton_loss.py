@@ -91,7 +91,7 @@ if triton is not None:
             s = tl.dot(a, tl.trans(b), s, input_precision=PRECISION)
         return s
 
-    @triton.jit(do_not_specialize=["T", "B", "base", "first_level", "lse_start"])
+    @triton.jit(do_not_specialize=["T", "B", "base", "first_level", "lse_start", "sums_first_row", "sums_row_stride"])
     def _forward_kernel(z, s_v, s_b, s_t, s_c, base, lse_ptr, sums_ptr, T, B, C, first_level, lse_start,
                         sums_first_row, sums_row_stride, TEMPORAL: tl.constexpr, DOT: tl.constexpr,
                         ACC: tl.constexpr, PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
@@ -421,7 +421,8 @@ def _device_guard(device):
 
 def _check_levels(T, level_lo, level_hi):
     if not 0 <= level_lo <= level_hi < T.bit_length():
-        raise ValueError(f"levels must satisfy 0 <= level_lo <= level_hi < {T.bit_length()}, got {level_lo}, {level_hi}")
+        raise ValueError(f"levels must satisfy 0 <= level_lo <= level_hi < {T.bit_length()}, "
+                         f"got {level_lo} and {level_hi}")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -566,6 +567,7 @@ def _backward(grad, z1, z2, lse, level_lo, level_hi, alpha, temporal_unit):
 @torch.library.custom_op("arl_fast::triton_level_losses", mutates_args=())
 def _level_losses_op(z1: torch.Tensor, z2: torch.Tensor, level_lo: int, level_hi: int, alpha: float,
                      temporal_unit: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(losses of levels level_lo..level_hi, per-row log-sum-exp kept for the backward)."""
     return _forward(z1, z2, level_lo, level_hi, alpha, temporal_unit)
 
 
@@ -581,6 +583,7 @@ def _(z1, z2, level_lo, level_hi, alpha, temporal_unit):
 def _level_losses_backward_op(grad: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor, lse: torch.Tensor,
                               level_lo: int, level_hi: int, alpha: float,
                               temporal_unit: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradients of ``sum(grad * losses)`` with respect to z1 and z2."""
     return _backward(grad, z1, z2, lse, level_lo, level_hi, alpha, temporal_unit)
 
 
@@ -615,5 +618,5 @@ def level_loss(z1, z2, level, alpha, temporal_unit):
 
 
 def all_level_losses(z1, z2, alpha, temporal_unit):
-    """1-D tensor of every level's loss, level 0 the finest: two forward launches for all levels together."""
+    """1-D tensor of every level's loss, level 0 the finest, from one forward launch per term and base level."""
     return _level_losses_op(z1, z2, 0, int(z1.shape[1]).bit_length() - 1, alpha, temporal_unit)[0]

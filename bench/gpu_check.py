@@ -235,8 +235,9 @@ def train_epoch(data_dir):
                 continue
             torch.cuda.synchronize()
             seconds = time.perf_counter() - start
-            say(f"  {precision:<8} {backend:<10} {seconds:7.2f} s, peak {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB, "
-                f"last record {log[-1] if log else '-'}")
+            peak = torch.cuda.max_memory_allocated() / 2**30
+            last = log[-1] if log else "-"
+            say(f"  {precision:<8} {backend:<10} {seconds:7.2f} s, peak {peak:.2f} GiB, last record {last}")
     torch.set_float32_matmul_precision("highest")
 
 
