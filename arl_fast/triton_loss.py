@@ -18,9 +18,10 @@ softmax directions from it: ``dZ_I = sum_J (softmax_I(S_IJ) + softmax_J(S_JI)^T 
 row weight.  That is the gradient of the pooled level; ``_unpool_kernel`` adds it at the positions
 ``max_pool1d`` picked (the first maximum of each window), level by level down to ``z1, z2``.
 
-The forward runs one launch per term and materialised level.  The backward runs a few launches per level, in
-order, so that additions into the gradient never race and the result is deterministic.  On CPU tensors the
-kernels run in Triton's interpreter when ``TRITON_INTERPRET=1`` was set before this module was imported.
+The forward runs two launches per term and materialised level (the level itself, the levels pooled from it).
+The backward runs a few launches per level, in order, so that additions into the gradient never race and the
+result is deterministic.  On CPU tensors the kernels run in Triton's interpreter when ``TRITON_INTERPRET=1``
+was set before this module was imported.
 """
 
 import contextlib
@@ -69,25 +70,29 @@ if triton is not None:
         return second.to(tl.int64) * s_v + i * s_row + group.to(tl.int64) * s_group
 
     @_device_function
-    def _load_pooled(z, row_off, row_ok, cols, C, s_c, s_t, window, DOT: tl.constexpr):
-        """Tile ``[rows, cols]`` of ``z`` max-pooled over ``window`` time steps, zero outside the data."""
+    def _load_pooled(z, row_off, row_ok, cols, C, s_c, s_t, window, DOT: tl.constexpr, POOL: tl.constexpr):
+        """Tile ``[rows, cols]`` of ``z`` max-pooled over ``window`` time steps (if POOL), zero outside the data.
+
+        Without POOL (``window`` is 1) the load is a plain one, which Triton can pipeline.
+        """
         ptrs = z + row_off[:, None] + cols[None, :] * s_c
         mask = row_ok[:, None] & (cols < C)[None, :]
         x = tl.load(ptrs, mask=mask, other=0.0).to(DOT)
-        for w in range(1, window):
-            x = tl.maximum(x, tl.load(ptrs + w * s_t, mask=mask, other=0.0).to(DOT))
+        if POOL:
+            for w in range(1, window):
+                x = tl.maximum(x, tl.load(ptrs + w * s_t, mask=mask, other=0.0).to(DOT))
         return x
 
     @_device_function
     def _similarity(z, row_off, row_ok, col_off, col_ok, C, s_c, s_t, window,
                     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                    DOT: tl.constexpr, ACC: tl.constexpr, PRECISION: tl.constexpr):
+                    DOT: tl.constexpr, ACC: tl.constexpr, PRECISION: tl.constexpr, POOL: tl.constexpr):
         """``S = Z_rows Z_cols^T`` for pooled rows, accumulated over C in chunks of ``BLOCK_K``."""
         s = tl.zeros([BLOCK_M, BLOCK_N], ACC)
         for c0 in range(0, C, BLOCK_K):
             cols = c0 + tl.arange(0, BLOCK_K)
-            a = _load_pooled(z, row_off, row_ok, cols, C, s_c, s_t, window, DOT)
-            b = _load_pooled(z, col_off, col_ok, cols, C, s_c, s_t, window, DOT)
+            a = _load_pooled(z, row_off, row_ok, cols, C, s_c, s_t, window, DOT, POOL)
+            b = _load_pooled(z, col_off, col_ok, cols, C, s_c, s_t, window, DOT, POOL)
             s = tl.dot(a, tl.trans(b), s, input_precision=PRECISION)
         return s
 
@@ -95,12 +100,13 @@ if triton is not None:
     def _forward_kernel(z, s_v, s_b, s_t, s_c, base, lse_ptr, sums_ptr, T, B, C, first_level, lse_start,
                         sums_first_row, sums_row_stride, TEMPORAL: tl.constexpr, DOT: tl.constexpr,
                         ACC: tl.constexpr, PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                        BLOCK_K: tl.constexpr):
+                        BLOCK_K: tl.constexpr, POOL: tl.constexpr):
         """Per-row log-sum-exp of one term at every level from ``first_level`` on, and each program's loss share.
 
         ``z`` (strides ``s_*``, views ``s_v`` apart) holds level ``base``; level ``k`` pools it by
-        ``2**(k - base)``.  Programs are numbered level by level; each handles ``BLOCK_M`` rows of one group
-        and writes ``sum(lse - positive) / rows_of_the_level`` over its rows to ``sums[level, program]``.
+        ``2**(k - base)`` (POOL: the launch's levels are above ``base``).  Programs are numbered level by
+        level; each handles ``BLOCK_M`` rows of one group and writes ``sum(lse - positive) / rows_of_the_level``
+        over its rows to ``sums[level, program]``.
         """
         pid = tl.program_id(0)
         level = first_level
@@ -127,7 +133,7 @@ if triton is not None:
             col_ok = cols < 2 * n
             col_off = _row_offsets(cols, n, group, s_v, s_row, s_group)
             s = _similarity(z, row_off, row_ok, col_off, col_ok, C, s_c, s_t, window,
-                            BLOCK_M, BLOCK_N, BLOCK_K, DOT, ACC, PRECISION)
+                            BLOCK_M, BLOCK_N, BLOCK_K, DOT, ACC, PRECISION, POOL)
             positive += tl.sum(tl.where(cols[None, :] == partner[:, None], s, 0.0), axis=1)
             s = tl.where(col_ok[None, :] & (cols[None, :] != rows[:, None]), s, float("-inf"))
             m_new = tl.maximum(m_i, tl.max(s, axis=1))
@@ -151,7 +157,7 @@ if triton is not None:
                          grad_index, TEMPORAL: tl.constexpr, ACCUMULATE: tl.constexpr, DOT: tl.constexpr,
                          ACC: tl.constexpr, PRECISION: tl.constexpr, BLOCK_M: tl.constexpr,
                          BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PANEL_A: tl.constexpr,
-                         PANEL_B: tl.constexpr):
+                         PANEL_B: tl.constexpr, POOL: tl.constexpr):
         """Gradient of one term with respect to the pooled level, written (or added) to ``out``.
 
         ``z`` holds level ``base`` as in the forward kernel; ``out`` is laid out like the pooled level, C
@@ -183,15 +189,15 @@ if triton is not None:
             col_off = _row_offsets(cols, n, group, s_v, s_row, s_group)
             lse_cols = tl.load(lse_base + cols, mask=col_ok, other=0.0)
             s = _similarity(z, row_off, row_ok, col_off, col_ok, C, s_c, s_t, window,
-                            BLOCK_M, BLOCK_N, BLOCK_K, DOT, ACC, PRECISION)
+                            BLOCK_M, BLOCK_N, BLOCK_K, DOT, ACC, PRECISION, POOL)
             keep = row_ok[:, None] & col_ok[None, :] & (cols[None, :] != rows[:, None])
             s = tl.where(keep, s, float("-inf"))
             p = tl.exp(s - lse_rows[:, None]) + tl.exp(s - lse_cols[None, :])
             g = (p - tl.where(cols[None, :] == partner[:, None], 2.0, 0.0)).to(DOT)
-            z_a = _load_pooled(z, col_off, col_ok, cols_a, C, s_c, s_t, window, DOT)
+            z_a = _load_pooled(z, col_off, col_ok, cols_a, C, s_c, s_t, window, DOT, POOL)
             acc_a = tl.dot(g, z_a, acc_a, input_precision=PRECISION)
             if PANEL_B > 0:
-                z_b = _load_pooled(z, col_off, col_ok, cols_b, C, s_c, s_t, window, DOT)
+                z_b = _load_pooled(z, col_off, col_ok, cols_b, C, s_c, s_t, window, DOT, POOL)
                 acc_b = tl.dot(g, z_b, acc_b, input_precision=PRECISION)
         weight = tl.load(grad_ptr + grad_index).to(ACC) / (2 * n * groups).to(ACC)
         o_row, o_group = _strides(o_b, o_t, TEMPORAL)
@@ -493,12 +499,13 @@ def _forward(z1, z2, level_lo, level_hi, alpha, temporal_unit):
         sources = _pyramid(z1, z2, level_hi)
         for term, (config, meta) in metas.items():
             levels = _term_levels(term, B, T, level_lo, level_hi, alpha, temporal_unit)
-            for base in sorted({_base(level) for level in levels}):
-                group = [level for level in levels if _base(level) == base]  # one launch per source
+            # one launch per source, the source's own level apart: it needs no pooling
+            for base, pool in sorted({(_base(level), level != _base(level)) for level in levels}):
+                group = [level for level in levels if _base(level) == base and (level != base) == pool]
                 grid = (sum(_programs(term, B, T, level, config.block_m) for level in group),)
                 _forward_kernel[grid](
                     *sources[base], base, lse[term], sums[term], T, B, C, group[0],
-                    _lse_offset(B, T, level_lo, group[0]), group[0] - level_lo, widest, **meta,
+                    _lse_offset(B, T, level_lo, group[0]), group[0] - level_lo, widest, POOL=pool, **meta,
                 )
     per_term = sums.sum(-1)
     losses = (1 - alpha) * per_term[_TEMPORAL] + alpha * per_term[_INSTANCE]
@@ -545,7 +552,7 @@ def _backward(grad, z1, z2, lse, level_lo, level_hi, alpha, temporal_unit):
                     _backward_kernel[(_programs(term, B, T, level, config.block_m), n_panels)](
                         *sources[base], base, *out, lse[term], weights[term], T, B, C, level,
                         _lse_offset(B, T, level_lo, level), level - level_lo,
-                        ACCUMULATE=written or level == base, **meta,
+                        ACCUMULATE=written or level == base, POOL=level != base, **meta,
                     )
                     written = True
                 if written and level != base:
