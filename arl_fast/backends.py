@@ -15,11 +15,19 @@ _AUTO_ORDER_CUDA = ("triton", "reference")
 ENV_VAR = "ARL_FAST_BACKEND"
 
 
-def _module(name):
+def _import(path):
     try:
-        return importlib.import_module(_BACKEND_MODULES[name])
-    except ImportError:
+        return importlib.import_module(path)
+    except ImportError:  # e.g. Triton is not installed on this platform
         return None
+
+
+# Imported once, up front, so that torch.compile can trace through the dispatch without tracing an import.
+_MODULES = {name: _import(path) for name, path in _BACKEND_MODULES.items()}
+
+
+def _module(name):
+    return _MODULES[name]
 
 
 def _devices():

@@ -169,7 +169,8 @@ def test_torch_compile_fullgraph():
     a, b = leaf(z1), leaf(z2)
 
     def loss(x, y):
-        return triton_loss.all_level_losses(x, y, 0.5, 0).mean() + triton_loss.level_loss(x, y, 1, 0.5, 0)
+        """Through the public API, dispatch included."""
+        return hierarchical_contrastive_loss(x, y, backend="triton") + resolution_loss(x, y, 1, backend="triton")
 
     compiled = torch.compile(loss, fullgraph=True, backend="aot_eager")
     value = compiled(a, b)
