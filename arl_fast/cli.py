@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import statistics
 import sys
@@ -17,15 +16,13 @@ from tqdm.auto import tqdm
 from .backends import resolve_backend
 from .data import load_uea
 from .evaluation import CLASSIFIERS, classification_accuracy
+from .plots import write_compare_plots
 from .ts2vec import TS2Vec
 
 
 def available_losses() -> list[str]:
-    """The losses ``compare`` can train: the hierarchical one, and the adaptive one when installed."""
-    losses = ["hierarchical"]
-    if importlib.util.find_spec("arl_fast.adaptive") is not None:
-        losses.append("adaptive")
-    return losses
+    """The losses ``compare`` can train."""
+    return ["hierarchical", "adaptive"]
 
 
 def _positive_int(text):
@@ -70,12 +67,12 @@ def _add_training_options(parser):
                         help="train N iterations (default: 200, or 600 for more than 100,000 values, as TS2Vec)")
     run = parser.add_argument_group("run")
     run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to train (auto)")
-    run.add_argument("--backend", default="auto", help="loss backend: auto, reference, triton, cuda (auto)")
+    run.add_argument("--backend", default="auto", help="loss backend: auto, reference, triton (auto: the fastest for the device)")
     run.add_argument("--classifier", choices=CLASSIFIERS, default="svm",
                      help="svm: TS2Vec's protocol; logreg: the paper's logistic regression (svm)")
     run.add_argument("--threads", type=_positive_int, metavar="N",
-                     help="CPU threads PyTorch may use (default: 1 when training on the CPU, where TS2Vec's small "
-                          "batches gain little from more and lose much on a busy machine; PyTorch's choice on GPU)")
+                     help="CPU threads PyTorch may use (default: PyTorch's choice, one per core; on a machine busy "
+                          "with other work, 1 can be much faster)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -165,8 +162,9 @@ def summarize(runs: list[dict]) -> dict:
 
 def totals(summary: dict, losses: list[str]) -> dict:
     """Total training time per loss over the datasets, and the ratio of the totals."""
-    total = {loss: sum(per_loss[loss]["train_time_s"] for per_loss in summary.values()) for loss in losses}
-    if "hierarchical" in total and "adaptive" in total:
+    total = {loss: sum(per_loss[loss]["train_time_s"] for per_loss in summary.values() if loss in per_loss)
+             for loss in losses}
+    if total.get("hierarchical") and "adaptive" in total:
         total["time_ratio"] = total["adaptive"] / total["hierarchical"]
     return total
 
@@ -220,12 +218,14 @@ def compare(args, device: torch.device) -> int:
     out_dir = Path(args.out) if args.out else _default_run_dir()
 
     runs, histories, embeddings, lengths = [], {}, {}, {}
+    results_path = out_dir / "results.json"
     progress = tqdm(total=len(datasets) * len(losses) * args.seeds, unit="run", desc="compare", disable=args.quiet)
     for dataset in datasets:
         data = load_uea(dataset, args.data_dir)
         lengths[dataset] = data.X_train.shape[1]
-        for loss in losses:
-            for seed in range(args.seeds):
+        # Seeds outermost, so both losses see the same machine load when it drifts during a long comparison.
+        for seed in range(args.seeds):
+            for loss in losses:
                 progress.set_postfix_str(f"{dataset} {loss} seed {seed}")
                 model = _model(args, data.X_train.shape[2], loss, seed, device)
                 train_time = _timed_fit(model, data.X_train, args)
@@ -243,26 +243,28 @@ def compare(args, device: torch.device) -> int:
                 histories[(dataset, loss, seed)] = history
                 if seed == 0:
                     embeddings[(dataset, loss)] = (test_features, data.y_test)
+                results = _results(runs, losses, lengths, args, device)
+                out_dir.mkdir(parents=True, exist_ok=True)
+                results_path.write_text(json.dumps(results, indent=2))  # after every run: nothing lost on a stop
                 progress.write(f"{dataset} {loss} seed {seed}: {train_time:.2f} s, accuracy {accuracy:.3f}")
                 progress.update()
     progress.close()
 
+    print(format_table(results))
+    print(f"\nresults: {results_path}")
+    write_compare_plots(out_dir, results, histories, embeddings)
+    print(f"plots: {out_dir}")
+    return 0
+
+
+def _results(runs, losses, lengths, args, device) -> dict:
+    """The content of results.json for the runs so far."""
     summary = summarize(runs)
-    results = {
+    return {
         "runs": runs, "summary": summary, "total": totals(summary, losses), "losses": losses, "lengths": lengths,
         "config": {**{key: value for key, value in vars(args).items() if key != "command"},
                    "device": device.type, "threads": torch.get_num_threads()},
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2))
-    print(format_table(results))
-    print(f"\nresults: {out_dir / 'results.json'}")
-    if importlib.util.find_spec("arl_fast.plots") is not None:
-        from .plots import write_compare_plots
-
-        write_compare_plots(out_dir, results, histories, embeddings)
-        print(f"plots: {out_dir}")
-    return 0
 
 
 def train(args, device: torch.device) -> int:
@@ -290,7 +292,7 @@ def main(argv=None) -> int:
     threads = torch.get_num_threads()
     try:
         device = _device(args.device)
-        torch.set_num_threads(args.threads or (1 if device.type == "cpu" else threads))
+        torch.set_num_threads(args.threads or threads)
         return compare(args, device) if args.command == "compare" else train(args, device)
     except (ValueError, FileNotFoundError) as error:
         print(f"arl-fast {args.command}: error: {error}", file=sys.stderr)
