@@ -1,17 +1,32 @@
-import importlib.util
 import json
 
 import pytest
 
+from arl_fast import cli
 from arl_fast.cli import available_losses, format_table, main, summarize, totals
 from arl_fast.ts2vec import TS2Vec
 
 TINY = ["--depth", "1", "--hidden-dims", "8", "--repr-dims", "8", "--device", "cpu", "--quiet"]
 
 
+def test_compare_without_dataset_runs_the_acsf1_demonstration(monkeypatch, tmp_path):
+    seen = []
+
+    def stop_before_training(args, input_dims, loss, seed, device):
+        seen.append((args.dataset, args.epochs, args.iters, input_dims))
+        raise ValueError("stopped before training")
+
+    monkeypatch.setattr(cli, "_model", stop_before_training)
+    assert main(["compare", "--quiet", "--out", str(tmp_path / "a")]) == 2
+    assert main(["compare", "--quiet", "--iters", "5", "--out", str(tmp_path / "b")]) == 2
+    assert main(["compare", "--quiet", "--dataset", "BasicMotions", "--out", str(tmp_path / "c")]) == 2
+    assert seen == [(None, cli.DEMO_EPOCHS, None, 1), (None, None, 5, 1), (["BasicMotions"], None, None, 6)]
+
+
 def test_compare_end_to_end(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["compare", "--iters", "6", "--seeds", "2", "--threads", "1", "--out", str(out), *TINY]) == 0
+    assert main(["compare", "--dataset", "BasicMotions", "--iters", "6", "--seeds", "2", "--threads", "1",
+                 "--out", str(out), *TINY]) == 0
     results = json.loads((out / "results.json").read_text())
     losses = available_losses()
     assert results["losses"] == losses and results["lengths"] == {"BasicMotions": 100}
