@@ -2,9 +2,11 @@
 
 Each training step backpropagates the loss of the epoch's resolution only.  To
 see every resolution's trend, the module also measures all levels' losses
-without gradient ("probes") every ``probe_every`` steps, counted from each
-epoch's first step; ``end_epoch()`` hands the epoch means to a
-:class:`ResolutionSelector`, which draws the next epoch's resolution.
+without gradient ("probes") every ``probe_every`` steps, counted across
+epochs; ``end_epoch()`` hands the epoch means to a :class:`ResolutionSelector`,
+which draws the next epoch's resolution.  Counting across epochs keeps the
+probe's cost at 1/``probe_every`` when epochs are a single step (12 series,
+batch size 8): such an epoch may hold no probe, and then the last trend stands.
 
 A probe of every level costs about 36% of the hierarchical loss's
 forward+backward (``bench/probe_cost.py``), so probing every step would eat
@@ -72,7 +74,8 @@ class AdaptiveResolutionLoss(torch.nn.Module):
         self.epoch = 0
         self.resolution = None  # aligned resolution trained this epoch; drawn at the first forward
         self.probabilities = None  # the distribution it was drawn from
-        self._step = 0  # training steps this epoch
+        self._step = 0  # training steps so far: probes are every probe_every-th, across epoch boundaries
+        self._epoch_steps = 0  # training steps this epoch
         self._totals = None  # (2, MAX_RESOLUTIONS): probed loss sums and counts per aligned resolution
 
     def extra_repr(self):
@@ -95,6 +98,7 @@ class AdaptiveResolutionLoss(torch.nn.Module):
             if self._step % self.probe_every == 0:
                 self._probe(z1, z2)
             self._step += 1
+            self._epoch_steps += 1
         return loss
 
     @torch.no_grad()
@@ -111,17 +115,21 @@ class AdaptiveResolutionLoss(torch.nn.Module):
         self._totals[1, :n] += 1
 
     def end_epoch(self):
-        """Observe the epoch's mean per-resolution losses, draw the next resolution and return it (aligned)."""
+        """Observe the epoch's mean per-resolution losses, draw the next resolution and return it (aligned).
+
+        An epoch shorter than ``probe_every`` steps may hold no probe: then the last trend stands and the
+        next resolution is drawn from the same probabilities.
+        """
+        if self._epoch_steps == 0:
+            raise RuntimeError("end_epoch() called before any training-mode forward in this epoch")
         totals = torch.zeros(2, MAX_RESOLUTIONS, dtype=torch.float64) if self._totals is None else self._totals
         if _distributed():
             totals = totals.to(_collective_device())
             dist.all_reduce(totals)
         sums, counts = totals.double().cpu().numpy()
-        if not counts.any():
-            raise RuntimeError("end_epoch() called before any training-mode forward in this epoch")
-        n = int(np.flatnonzero(counts)[-1]) + 1  # probes always cover the coarsest resolutions
-        means = sums[:n] / counts[:n]
-        self.selector.observe(means[::-1])  # finest first
+        if counts.any():
+            n = int(np.flatnonzero(counts)[-1]) + 1  # probes always cover the coarsest resolutions
+            self.selector.observe((sums[:n] / counts[:n])[::-1])  # finest first
         self.history.append(
             {
                 "epoch": self.epoch,
@@ -130,10 +138,10 @@ class AdaptiveResolutionLoss(torch.nn.Module):
                 "level_losses": self.selector.values,
             }
         )
-        self.probabilities = self.selector.probabilities().tolist()
+        self.probabilities = self.selector.probabilities().tolist()  # the first training step always probes
         (self.resolution,) = _from_rank0([self.selector.sample()])
         self.epoch += 1
-        self._step = 0
+        self._epoch_steps = 0
         self._totals = None
         return self.resolution
 
@@ -145,6 +153,7 @@ class AdaptiveResolutionLoss(torch.nn.Module):
             "resolution": self.resolution,
             "probabilities": None if self.probabilities is None else list(self.probabilities),
             "step": self._step,
+            "epoch_steps": self._epoch_steps,
             "totals": None if self._totals is None else self._totals.double().cpu().tolist(),
             "history": copy.deepcopy(self.history),
         }
@@ -155,6 +164,7 @@ class AdaptiveResolutionLoss(torch.nn.Module):
         self.resolution = state["resolution"]
         self.probabilities = state["probabilities"]
         self._step = state["step"]
+        self._epoch_steps = state["epoch_steps"]
         self._totals = None if state["totals"] is None else torch.tensor(state["totals"], dtype=torch.float64)
         self.history = copy.deepcopy(state["history"])
 

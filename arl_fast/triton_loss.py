@@ -435,18 +435,6 @@ def _check_levels(T, level_lo, level_hi):
 # forward and backward launches
 
 
-def _kernel_meta(term, forward, B, C, dtype, capability, matmul_precision):
-    """(tile config, compile-time arguments) of the forward or backward kernel for one term."""
-    config = _config(term, forward, B, dtype, capability)
-    dot, input_precision = _dot_types(dtype, capability, matmul_precision)
-    meta = dict(TEMPORAL=term == _TEMPORAL, DOT=dot, ACC=_TL_DTYPES[_accumulator_dtype(dtype)],
-                PRECISION=input_precision, BLOCK_M=config.block_m, BLOCK_N=config.block_n,
-                BLOCK_K=config.block_k, num_warps=config.num_warps)
-    if not forward:
-        meta["PANEL_A"], meta["PANEL_B"], _ = _panels(C, config.widest_panel)
-    return config, meta
-
-
 def _base(level):
     """The materialised level that ``level`` pools from on the fly: windows of at most 2**(_BASE_EVERY - 1)."""
     return level - level % _BASE_EVERY

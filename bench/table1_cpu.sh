@@ -3,15 +3,18 @@
 # on ACSF1 (ships with aeon) and the paper's UEA datasets found offline in DATA (default ../shared/data/UEA).
 # Model of the paper's appendix D.4 (representation 16, 2 blocks), logistic regression as in the paper.
 # Budgets are cut from TS2Vec's 600 iterations to fit a 2-core machine; each dataset writes its own folder.
-# Usage: bash bench/table1_cpu.sh [OUT_DIR]   (about 30 minutes on 2 cores)
+# Usage: bash bench/table1_cpu.sh [OUT_DIR]   (about 30 minutes on 2 cores; ONLY="Cricket ..." runs a subset,
+# and the combined table is made from every dataset folder in OUT_DIR)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-bench/results/table1_cpu}
 data=${DATA:-../shared/data/UEA}
 common=(--seeds 3 --repr-dims 16 --depth 2 --classifier logreg --backend reference --device cpu --quiet)
 mkdir -p "$out"
+only=" ${ONLY:-ACSF1 AtrialFibrillation Cricket StandWalkJump} "
 run() {  # name, budget...
     local name=$1; shift
+    [[ $only == *" $name "* ]] || return 0
     arl-fast compare --dataset "$name" --data-dir "$data" "${common[@]}" "$@" --out "$out/$name" | tee "$out/$name.txt"
 }
 run ACSF1 --epochs 20               # 100 series, 12 iterations an epoch

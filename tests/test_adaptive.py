@@ -93,7 +93,7 @@ def test_end_epoch_observes_the_epoch_means_aligned_from_the_coarsest():
 
 
 def test_history_fills_forward_resolutions_a_short_epoch_lacks():
-    module = AdaptiveResolutionLoss(seed=0)
+    module = AdaptiveResolutionLoss(seed=0, probe_every=1)
     long_pair = pair(64)  # 7 levels
     module(*long_pair)
     module.end_epoch()
@@ -115,17 +115,34 @@ def test_short_crop_trains_its_finest_level():
     torch.testing.assert_close(module(z1, z2), resolution_loss(z1, z2, 0, backend="reference"))
 
 
-def test_probe_every_chooses_the_measured_steps_of_each_epoch():
+def test_probe_every_counts_steps_across_epochs():
     module = AdaptiveResolutionLoss(seed=0, probe_every=2)
-    epochs = [[pair(16, seed=s) for s in range(5)], [pair(16, seed=s) for s in range(10, 13)]]
+    epochs = [[pair(16, seed=s) for s in range(5)], [pair(16, seed=s) for s in range(10, 14)]]
     for batches in epochs:
         for z1, z2 in batches:
             module(z1, z2)
         module.end_epoch()
-    for entry, batches in zip(module.history, epochs):
-        probed = [resolution_losses(z1, z2, backend="reference") for z1, z2 in batches[::2]]
+    # global steps 0..4 then 5..8: probes at 0, 2, 4, then 6 and 8 (the second epoch's 2nd and 4th batches)
+    for entry, probed_batches in zip(module.history, [epochs[0][::2], epochs[1][1::2]]):
+        probed = [resolution_losses(z1, z2, backend="reference") for z1, z2 in probed_batches]
         expected = torch.stack(probed).mean(0).flip(0).numpy()
         np.testing.assert_allclose(entry["level_losses"], expected, rtol=1e-12)
+
+
+def test_epochs_without_a_probe_keep_the_last_trend():
+    module = AdaptiveResolutionLoss(seed=0, probe_every=3)
+    batches = [pair(16, seed=s) for s in range(7)]  # one step an epoch: probes in epochs 0, 3 and 6
+    for z1, z2 in batches:
+        module(z1, z2)
+        module.end_epoch()
+    assert module.selector.num_observations == 3
+    values = [entry["level_losses"] for entry in module.history]
+    assert values[0] == values[1] == values[2] != values[3] == values[4] == values[5] != values[6]
+    expected = resolution_losses(*batches[3], backend="reference").flip(0).numpy()
+    np.testing.assert_allclose(values[3], expected, rtol=1e-12)
+    # epochs 1-3 were drawn from the probabilities of epoch 0's trend
+    drawn_from = [entry["probabilities"] for entry in module.history]
+    assert drawn_from[1] == drawn_from[2] == drawn_from[3] != drawn_from[4]
 
 
 def test_default_probes_every_fourth_step():

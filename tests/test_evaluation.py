@@ -7,14 +7,7 @@ from arl_fast import evaluation
 from arl_fast.evaluation import classification_accuracy, evaluate_classification, fit_logreg, fit_svm
 from arl_fast.ts2vec import TS2Vec
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread, and the machine may be shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def blobs(n_per_class, n_classes=3, dims=5, spread=0.3, seed=0):
