@@ -70,6 +70,23 @@ if triton is not None:
         return second.to(tl.int64) * s_v + i * s_row + group.to(tl.int64) * s_group
 
     @_device_function
+    def _row_block(pid, level, base, T, B, s_v, s_b, s_t, BLOCK_M: tl.constexpr, TEMPORAL: tl.constexpr):
+        """The block of rows program ``pid`` owns at ``level`` (pooled on the fly from level ``base``).
+
+        Returns (rows per view, groups, its group, row indices, row mask, each row's positive partner,
+        row offsets, row and group strides, pooling window).
+        """
+        n, groups = _sizes(level, T, B, TEMPORAL)
+        s_row, s_group = _strides(s_b, s_t << (level - base), TEMPORAL)
+        tiles = tl.cdiv(2 * n, BLOCK_M)
+        group = pid // tiles
+        rows = (pid % tiles) * BLOCK_M + tl.arange(0, BLOCK_M)
+        row_ok = rows < 2 * n
+        partner = tl.where(rows < n, rows + n, rows - n)
+        row_off = _row_offsets(rows, n, group, s_v, s_row, s_group)
+        return n, groups, group, rows, row_ok, partner, row_off, s_row, s_group, 1 << (level - base)
+
+    @_device_function
     def _load_pooled(z, row_off, row_ok, cols, C, s_c, s_t, window, DOT: tl.constexpr, POOL: tl.constexpr):
         """Tile ``[rows, cols]`` of ``z`` max-pooled over ``window`` time steps (if POOL), zero outside the data.
 
@@ -115,15 +132,8 @@ if triton is not None:
             pid -= _program_count(level, T, B, BLOCK_M, TEMPORAL)
             lse_offset += 2 * B * (T >> level)
             level += 1
-        n, groups = _sizes(level, T, B, TEMPORAL)
-        s_row, s_group = _strides(s_b, s_t << (level - base), TEMPORAL)
-        window = 1 << (level - base)
-        tiles = tl.cdiv(2 * n, BLOCK_M)
-        group = pid // tiles
-        rows = (pid % tiles) * BLOCK_M + tl.arange(0, BLOCK_M)
-        row_ok = rows < 2 * n
-        partner = tl.where(rows < n, rows + n, rows - n)
-        row_off = _row_offsets(rows, n, group, s_v, s_row, s_group)
+        n, groups, group, rows, row_ok, partner, row_off, s_row, s_group, window = _row_block(
+            pid, level, base, T, B, s_v, s_b, s_t, BLOCK_M, TEMPORAL)
 
         m_i = tl.full([BLOCK_M], float("-inf"), ACC)
         l_i = tl.zeros([BLOCK_M], ACC)
@@ -167,15 +177,8 @@ if triton is not None:
         """
         pid = tl.program_id(0)
         first_col = tl.program_id(1) * (PANEL_A + PANEL_B)
-        n, groups = _sizes(level, T, B, TEMPORAL)
-        s_row, s_group = _strides(s_b, s_t << (level - base), TEMPORAL)
-        window = 1 << (level - base)
-        tiles = tl.cdiv(2 * n, BLOCK_M)
-        group = pid // tiles
-        rows = (pid % tiles) * BLOCK_M + tl.arange(0, BLOCK_M)
-        row_ok = rows < 2 * n
-        partner = tl.where(rows < n, rows + n, rows - n)
-        row_off = _row_offsets(rows, n, group, s_v, s_row, s_group)
+        n, groups, group, rows, row_ok, partner, row_off, s_row, s_group, window = _row_block(
+            pid, level, base, T, B, s_v, s_b, s_t, BLOCK_M, TEMPORAL)
         lse_base = lse_ptr + lse_offset + group * 2 * n
         lse_rows = tl.load(lse_base + rows, mask=row_ok, other=0.0)
         cols_a = first_col + tl.arange(0, PANEL_A)
