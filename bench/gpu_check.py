@@ -23,8 +23,9 @@ from pathlib import Path
 
 import torch
 
-from arl_fast import num_levels, reference, resolution_loss, resolution_losses
-from arl_fast import triton_loss
+from arl_fast import num_levels, resolution_loss, resolution_losses
+from arl_fast.backends import reference
+from arl_fast.backends import triton as triton_loss
 
 B, C = 8, 320
 LENGTHS = [500, 1000, 3000, 8000, 17984]

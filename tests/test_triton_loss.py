@@ -13,9 +13,10 @@ import sys
 import pytest
 import torch
 
-from arl_fast import (available_backends, hierarchical_contrastive_loss, num_levels, reference, resolution_loss,
+from arl_fast import (available_backends, hierarchical_contrastive_loss, num_levels, resolution_loss,
                       resolution_losses)
-from arl_fast import triton_loss
+from arl_fast.backends import reference
+from arl_fast.backends import triton as triton_loss
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 if DEVICE == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":

@@ -16,7 +16,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from arl_fast import triton_loss as tlo
+from arl_fast.backends import triton as tlo
 
 POINTERS = {"z", "out", "lse_ptr", "sums_ptr", "grad_ptr", "pooled_grad", "d", "pooled"}
 WIDE = {"s_v", "o_v", "d_v"}  # distances between the two views' tensors

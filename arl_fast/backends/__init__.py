@@ -7,8 +7,8 @@ import torch
 
 # name -> module implementing is_available, unavailable_reason, level_loss, all_level_losses
 _BACKEND_MODULES = {
-    "reference": "arl_fast.reference",
-    "triton": "arl_fast.triton_loss",
+    "reference": "arl_fast.backends.reference",
+    "triton": "arl_fast.backends.triton",
 }
 # "auto" tries these in order for CUDA tensors; everything else uses the reference.
 _AUTO_ORDER_CUDA = ("triton", "reference")
