@@ -16,12 +16,19 @@ most of the saving on long series.  The default, every 4th step, costs about
 step moves them by 0.17 on average, no more than probing a quarter of every
 batch, which costs more (``bench/results/probe_options_ACSF1.txt``).
 
+Two baselines share the module and its one-level cost, to tell apart what the saving comes from
+(training one resolution per epoch) and what the choice adds: ``selection="uniform"`` draws each epoch's
+resolution uniformly among those the epoch's batches had, without probes or scores; ``selection="finest"``
+trains level 0 (full length) of every batch.  :func:`variant_options` maps the names ``compare`` and
+``TS2Vec(loss=...)`` accept (``"adaptive"``, ``"adaptive@0.1"``, ``"uniform"``, ``"finest"``) to arguments.
+
 Under ``torch.distributed`` the epoch sums are all-reduced, so every rank
 observes the same means, and rank 0's draw is broadcast, so every rank trains
 the same resolution even when the ranks were seeded differently.
 """
 
 import copy
+import math
 import numbers
 
 import numpy as np
@@ -35,6 +42,35 @@ from .selector import ResolutionSelector
 # Aligned resolutions the epoch accumulators hold: sequences up to 2**64 long.
 MAX_RESOLUTIONS = 64
 
+# How each epoch's resolution is chosen: eq. 5-6, uniformly at random, or always level 0.
+SELECTIONS = ("adaptive", "uniform", "finest")
+
+
+def variant_options(name):
+    """Keyword arguments of :class:`AdaptiveResolutionLoss` for a variant name.
+
+    ``"adaptive"`` (eq. 5-6 at temperature 1), ``"adaptive@T"`` (eq. 5 at temperature ``T > 0``, e.g.
+    ``"adaptive@0.1"`` for a sharper draw), ``"uniform"`` and ``"finest"``.  One string names a variant
+    everywhere (API, ``arl-fast compare --losses``, results files).
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"loss must be a variant name string, got {type(name).__name__}")
+    expected = "'adaptive', 'adaptive@T' (T a number > 0), 'uniform' or 'finest'"
+    base, at, text = name.partition("@")
+    if base not in SELECTIONS:
+        raise ValueError(f"loss must be {expected}, got {name!r}")
+    if at and base != "adaptive":
+        raise ValueError(f"loss {name!r}: only 'adaptive' takes a temperature '@T'; expected {expected}")
+    if not at:
+        return {"selection": base}
+    try:
+        temperature = float(text)
+    except ValueError:
+        temperature = float("nan")
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"loss {name!r}: the temperature after '@' must be a finite number > 0, as in 'adaptive@0.1'")
+    return {"selection": "adaptive", "temperature": temperature}
+
 
 class AdaptiveResolutionLoss(torch.nn.Module):
     """``forward(z1, z2)`` gives the loss of the epoch's resolution; call ``end_epoch()`` after each epoch.
@@ -43,7 +79,9 @@ class AdaptiveResolutionLoss(torch.nn.Module):
     batch.  ``history`` holds, per finished epoch, the aligned resolution
     trained (0 the coarsest), the probabilities it was drawn from and the
     per-resolution losses recorded at its end (coarsest first, None where never
-    seen).  Probing happens only in training mode.
+    seen).  Probing happens only in training mode.  ``selection`` (see :data:`SELECTIONS`) swaps eq. 5-6
+    for a baseline: ``"uniform"`` and ``"finest"`` never probe, their ``history`` has no ``level_losses``
+    and ``"finest"``'s no resolutions or probabilities (None).
     """
 
     def __init__(
@@ -55,6 +93,7 @@ class AdaptiveResolutionLoss(torch.nn.Module):
         temperature=1.0,
         probe_every=4,
         score="difference",
+        selection="adaptive",
     ):
         super().__init__()
         check_alpha(alpha)
@@ -65,6 +104,9 @@ class AdaptiveResolutionLoss(torch.nn.Module):
             raise TypeError(f"probe_every must be an int >= 1, got {probe_every!r}")
         if probe_every < 1:
             raise ValueError(f"probe_every must be >= 1, got {probe_every}")
+        if selection not in SELECTIONS:
+            raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
+        self.selection = selection
         self.alpha = float(alpha)
         self.temporal_unit = int(temporal_unit)
         self.backend = backend
@@ -76,29 +118,39 @@ class AdaptiveResolutionLoss(torch.nn.Module):
         self.probabilities = None  # the distribution it was drawn from
         self._step = 0  # training steps so far: probes are every probe_every-th, across epoch boundaries
         self._epoch_steps = 0  # training steps this epoch
+        self._epoch_levels = 0  # most levels a batch had this epoch: the uniform draw's range
         self._totals = None  # (2, MAX_RESOLUTIONS): probed loss sums and counts per aligned resolution
 
     def extra_repr(self):
         return (
             f"alpha={self.alpha}, temporal_unit={self.temporal_unit}, backend={self.backend!r}, "
             f"temperature={self.selector.temperature}, score={self.selector.score!r}, "
-            f"probe_every={self.probe_every}"
+            f"probe_every={self.probe_every}, selection={self.selection!r}"
         )
+
+    @classmethod
+    def from_name(cls, name, **kwargs):
+        """The variant ``name`` (see :func:`variant_options`) with the other arguments ``kwargs``."""
+        return cls(**kwargs, **variant_options(name))
 
     def forward(self, z1, z2):
         """Loss of the epoch's resolution for ``z1, z2`` (B, T, C); probes all levels when due."""
         check_pair(z1, z2)
         n = num_levels(z1.shape[1])
-        if self.resolution is None:
-            first_n, self.resolution = _from_rank0([n, self.selector.sample(n_resolutions=n)])
-            self.probabilities = [1.0 / first_n] * first_n
-        level = ResolutionSelector.level_for(self.resolution, n)
+        if self.selection == "finest":
+            level = 0
+        else:
+            if self.resolution is None:
+                first_n, self.resolution = _from_rank0([n, self.selector.sample(n_resolutions=n)])
+                self.probabilities = [1.0 / first_n] * first_n
+            level = ResolutionSelector.level_for(self.resolution, n)
         loss = resolution_loss(z1, z2, level, self.alpha, self.temporal_unit, backend=self.backend)
         if self.training:
-            if self._step % self.probe_every == 0:
+            if self.selection == "adaptive" and self._step % self.probe_every == 0:
                 self._probe(z1, z2)
             self._step += 1
             self._epoch_steps += 1
+            self._epoch_levels = max(self._epoch_levels, n)
         return loss
 
     @torch.no_grad()
@@ -118,10 +170,36 @@ class AdaptiveResolutionLoss(torch.nn.Module):
         """Observe the epoch's mean per-resolution losses, draw the next resolution and return it (aligned).
 
         An epoch shorter than ``probe_every`` steps may hold no probe: then the last trend stands and the
-        next resolution is drawn from the same probabilities.
+        next resolution is drawn from the same probabilities.  ``"uniform"`` draws among the epoch's
+        resolutions with equal probability; ``"finest"`` draws nothing and returns None.
         """
         if self._epoch_steps == 0:
             raise RuntimeError("end_epoch() called before any training-mode forward in this epoch")
+        if self.selection == "adaptive":
+            self._observe_epoch()
+        self.history.append(
+            {
+                "epoch": self.epoch,
+                "resolution": self.resolution,
+                "probabilities": None if self.probabilities is None else list(self.probabilities),
+                "level_losses": self.selector.values,
+            }
+        )
+        if self.selection == "adaptive":
+            self.probabilities = self.selector.probabilities().tolist()  # the first training step always probes
+            (self.resolution,) = _from_rank0([self.selector.sample()])
+        elif self.selection == "uniform":
+            n = self._epoch_levels
+            self.probabilities = [1.0 / n] * n
+            (self.resolution,) = _from_rank0([self.selector.sample(n_resolutions=n)])
+        self.epoch += 1
+        self._epoch_steps = 0
+        self._epoch_levels = 0
+        self._totals = None
+        return self.resolution
+
+    def _observe_epoch(self):
+        """Hand the epoch's mean probed loss per resolution (all ranks' probes) to the selector."""
         totals = torch.zeros(2, MAX_RESOLUTIONS, dtype=torch.float64) if self._totals is None else self._totals
         if _distributed():
             totals = totals.to(_collective_device())
@@ -130,20 +208,6 @@ class AdaptiveResolutionLoss(torch.nn.Module):
         if counts.any():
             n = int(np.flatnonzero(counts)[-1]) + 1  # probes always cover the coarsest resolutions
             self.selector.observe((sums[:n] / counts[:n])[::-1])  # finest first
-        self.history.append(
-            {
-                "epoch": self.epoch,
-                "resolution": self.resolution,
-                "probabilities": list(self.probabilities),
-                "level_losses": self.selector.values,
-            }
-        )
-        self.probabilities = self.selector.probabilities().tolist()  # the first training step always probes
-        (self.resolution,) = _from_rank0([self.selector.sample()])
-        self.epoch += 1
-        self._epoch_steps = 0
-        self._totals = None
-        return self.resolution
 
     def get_extra_state(self):
         """Selector, counters, running epoch sums and history: part of ``state_dict()``."""
@@ -154,6 +218,7 @@ class AdaptiveResolutionLoss(torch.nn.Module):
             "probabilities": None if self.probabilities is None else list(self.probabilities),
             "step": self._step,
             "epoch_steps": self._epoch_steps,
+            "epoch_levels": self._epoch_levels,
             "totals": None if self._totals is None else self._totals.double().cpu().tolist(),
             "history": copy.deepcopy(self.history),
         }
@@ -165,6 +230,7 @@ class AdaptiveResolutionLoss(torch.nn.Module):
         self.probabilities = state["probabilities"]
         self._step = state["step"]
         self._epoch_steps = state["epoch_steps"]
+        self._epoch_levels = state.get("epoch_levels", 0)  # absent from states saved before "uniform" existed
         self._totals = None if state["totals"] is None else torch.tensor(state["totals"], dtype=torch.float64)
         self.history = copy.deepcopy(state["history"])
 

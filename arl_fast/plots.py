@@ -79,8 +79,8 @@ def _first_seed_runs(histories, dataset) -> dict:
 def _aligned_level_losses(history) -> list[list]:
     """Per epoch, the per-resolution losses coarsest first (None where not measured)."""
     adaptive = history.get("adaptive")
-    if adaptive:
-        return [entry["level_losses"] for entry in adaptive]
+    if adaptive:  # the uniform and finest baselines measure no level losses: no curve
+        return [entry["level_losses"] for entry in adaptive if entry["level_losses"]]
     log = history.get("log") or history.get("loss_log") or []  # TS2Vec.loss_log, under either name
     return [entry["level_losses"][::-1] for entry in log if entry.get("level_losses")]
 

@@ -266,3 +266,105 @@ def test_ts2vec_adaptive_training_is_deterministic_on_cpu():
     np.testing.assert_array_equal(features_a, features_b)
     history_c, _ = trained(4)
     assert history_c != history_a
+
+
+def test_uniform_trains_the_drawn_resolution_draws_uniformly_and_never_probes(monkeypatch):
+    import arl_fast.adaptive as adaptive
+
+    probes = []
+    monkeypatch.setattr(adaptive, "resolution_losses", lambda *args, **kwargs: probes.append(1))
+    module = AdaptiveResolutionLoss(seed=5, selection="uniform", probe_every=1)
+    z1, z2 = pair(64)  # 7 levels
+    for epoch in range(400):
+        loss = module(z1, z2)
+        if epoch == 0:
+            level = ResolutionSelector.level_for(module.resolution, 7)
+            torch.testing.assert_close(loss, resolution_loss(z1, z2, level, backend="reference"))
+        module.end_epoch()
+    assert probes == [] and module.selector.num_observations == 0
+    drawn = np.bincount([h["resolution"] for h in module.history], minlength=7)
+    assert drawn.min() > 400 / 7 / 2  # every resolution present is drawn, none favoured
+    assert module.history[1]["probabilities"] == [1 / 7] * 7 and module.history[1]["level_losses"] == []
+
+
+def test_uniform_draws_among_the_resolutions_the_epoch_had():
+    module = AdaptiveResolutionLoss(seed=0, selection="uniform")
+    run_epochs(module, [[6, 3]] * 50)  # at most 3 levels
+    assert {h["resolution"] for h in module.history} == {0, 1, 2}
+    assert module.probabilities == [1 / 3] * 3
+
+
+def test_finest_trains_level_zero_of_every_batch():
+    module = AdaptiveResolutionLoss(seed=0, selection="finest")
+    for length in (64, 9, 33):
+        z1, z2 = pair(length, seed=length)
+        torch.testing.assert_close(module(z1, z2), resolution_loss(z1, z2, 0, backend="reference"))
+    assert module.end_epoch() is None
+    assert module.history == [{"epoch": 0, "resolution": None, "probabilities": None, "level_losses": []}]
+
+
+def test_uniform_state_round_trip_resumes_identically():
+    lengths = [[30, 17, 64], [9, 50], [33, 33, 12], [64, 5], [20, 41], [48, 48]]
+    full = AdaptiveResolutionLoss(seed=4, selection="uniform")
+    run_epochs(full, lengths[:3])
+    full(*pair(40, seed=77))
+    resumed = AdaptiveResolutionLoss(seed=9, selection="uniform")
+    resumed.load_state_dict(full.state_dict())
+    assert run_epochs(resumed, lengths[3:], seed=1000) == run_epochs(full, lengths[3:], seed=1000)
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("adaptive", {"selection": "adaptive"}),
+        ("uniform", {"selection": "uniform"}),
+        ("finest", {"selection": "finest"}),
+        ("adaptive@0.1", {"selection": "adaptive", "temperature": 0.1}),
+        ("adaptive@2", {"selection": "adaptive", "temperature": 2.0}),
+    ],
+)
+def test_variant_names(name, expected):
+    from arl_fast.adaptive import variant_options
+
+    assert variant_options(name) == expected
+    module = AdaptiveResolutionLoss.from_name(name, seed=1)
+    assert module.selection == expected["selection"]
+    assert module.selector.temperature == expected.get("temperature", 1.0)
+
+
+@pytest.mark.parametrize(
+    "name, match",
+    [
+        ("flat", "loss must be 'adaptive'.*got 'flat'"),
+        ("adaptive@", "temperature after '@'"),
+        ("adaptive@abc", "temperature after '@'"),
+        ("adaptive@0", "temperature after '@'"),
+        ("adaptive@-1", "temperature after '@'"),
+        ("adaptive@inf", "temperature after '@'"),
+        ("uniform@0.1", "only 'adaptive' takes a temperature"),
+    ],
+)
+def test_bad_variant_names(name, match):
+    with pytest.raises(ValueError, match=match):
+        AdaptiveResolutionLoss.from_name(name)
+
+
+def test_bad_selection():
+    with pytest.raises(ValueError, match="selection must be one of"):
+        AdaptiveResolutionLoss(selection="random")
+
+
+@pytest.mark.parametrize("name", ["uniform", "finest", "adaptive@0.1"])
+def test_ts2vec_trains_each_variant_and_reloads_it(name, tmp_path):
+    from arl_fast.ts2vec import TS2Vec
+
+    x = np.random.default_rng(0).normal(size=(12, 40, 2)).astype(np.float32)
+    model = TS2Vec(2, output_dims=8, hidden_dims=8, depth=1, loss=name, seed=0, device="cpu")
+    model.fit(x, n_epochs=3, progress=False)
+    assert model.loss_name == name and len(model.loss.history) == 3
+    model.save(tmp_path / "m.pt")
+    loaded = TS2Vec.from_checkpoint(tmp_path / "m.pt", device="cpu")
+    assert loaded.loss_name == name and loaded.loss.selection == model.loss.selection
+    assert loaded.loss.history == model.loss.history
+    with pytest.raises(ValueError, match="hierarchical"):
+        TS2Vec(2, loss="uniformly", device="cpu")
