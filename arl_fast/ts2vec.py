@@ -211,14 +211,15 @@ class TS2Vec:
         if isinstance(loss, str):
             if loss == "hierarchical":
                 return "hierarchical", None
-            if loss == "adaptive":
-                from .adaptive import AdaptiveResolutionLoss
+            from .adaptive import AdaptiveResolutionLoss  # "adaptive", "adaptive@T", "uniform", "finest"
 
-                module = AdaptiveResolutionLoss(
-                    temporal_unit=self.temporal_unit, seed=loss_seed % 2**32, backend=self.backend
+            try:
+                module = AdaptiveResolutionLoss.from_name(
+                    loss, temporal_unit=self.temporal_unit, seed=loss_seed % 2**32, backend=self.backend
                 )
-                return "adaptive", module.to(self.device)
-            raise ValueError(f"loss must be 'hierarchical', 'adaptive' or a callable (z1, z2) -> loss, got {loss!r}")
+            except ValueError as error:
+                raise ValueError(f"{error}; TS2Vec also takes 'hierarchical' or a callable (z1, z2) -> loss") from None
+            return loss, module.to(self.device)
         if not callable(loss):
             raise TypeError(f"loss must be 'hierarchical', 'adaptive' or a callable (z1, z2) -> loss, got {loss!r}")
         if isinstance(loss, torch.nn.Module):
