@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from .adaptive import variant_options
 from .backends import resolve_backend
 from .data import load_uea
 from .evaluation import CLASSIFIERS, classification_accuracy
@@ -25,9 +26,27 @@ from .ts2vec import TS2Vec
 DEMO_DATASET, DEMO_EPOCHS = "ACSF1", 5
 
 
+# What ``compare`` trains without --losses: TS2Vec's loss and the paper's.
+DEFAULT_LOSSES = ["hierarchical", "adaptive"]
+
+
 def available_losses() -> list[str]:
-    """The losses ``compare`` can train."""
-    return ["hierarchical", "adaptive"]
+    """The losses ``compare`` can train; "adaptive@T" (eq. 5 at temperature T > 0) is accepted too."""
+    return ["hierarchical", "adaptive", "uniform", "finest"]
+
+
+def check_loss_name(name: str) -> str:
+    """``name`` if ``compare`` can train it, else ValueError saying what is expected."""
+    if name == "hierarchical":
+        return name
+    try:
+        variant_options(name)
+    except ValueError as error:
+        if "@" in name:  # a temperature problem: variant_options says which
+            raise ValueError(f"--losses: {error}") from None
+        raise ValueError(f"--losses: unknown loss {name!r}; expected one of {', '.join(available_losses())} "
+                         f"or adaptive@T (T > 0, e.g. adaptive@0.1)") from None
+    return name
 
 
 def _positive_int(text):
@@ -108,7 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
                               "comparison of a few minutes on 2 CPU cores where the loss is most of a training step; "
                               "--dataset BasicMotions is the short-series case")
     compare.add_argument("--losses", nargs="+", metavar="LOSS",
-                         help=f"losses to train (default: all available: {' '.join(available_losses())})")
+                         help=f"losses to train, among {' '.join(available_losses())} and adaptive@T (eq. 5 at "
+                              f"temperature T, e.g. adaptive@0.1); uniform draws each epoch's resolution uniformly, "
+                              f"finest trains level 0 only (default: {' '.join(DEFAULT_LOSSES)})")
     compare.add_argument("--seeds", type=_positive_int, default=1, metavar="N",
                          help="runs per loss, seeds 0..N-1 (1; the paper used 5)")
     compare.add_argument("--out", metavar="DIR", help="output folder (default: runs/<timestamp>)")
@@ -216,11 +237,9 @@ def _device(name) -> torch.device:
 
 
 def compare(args, device: torch.device) -> int:
-    losses = args.losses or available_losses()
-    losses = list(dict.fromkeys(part for item in losses for part in item.split(",") if part))
-    unknown = [loss for loss in losses if loss not in available_losses()]
-    if unknown:
-        raise ValueError(f"unknown loss {unknown[0]!r}; available: {', '.join(available_losses())}")
+    losses = args.losses or DEFAULT_LOSSES
+    names = dict.fromkeys(part for item in losses for part in item.split(",") if part)
+    losses = [check_loss_name(name) for name in names]
     if not args.dataset and args.epochs is None and args.iters is None:
         args.epochs = DEMO_EPOCHS
     datasets = list(dict.fromkeys(args.dataset or [DEMO_DATASET]))

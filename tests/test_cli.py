@@ -3,7 +3,7 @@ import json
 import pytest
 
 from arl_fast import cli
-from arl_fast.cli import available_losses, format_table, main, summarize, totals
+from arl_fast.cli import DEFAULT_LOSSES, available_losses, format_table, main, summarize, totals
 from arl_fast.ts2vec import TS2Vec
 
 TINY = ["--depth", "1", "--hidden-dims", "8", "--repr-dims", "8", "--device", "cpu", "--quiet"]
@@ -28,7 +28,7 @@ def test_compare_end_to_end(tmp_path, capsys):
     assert main(["compare", "--dataset", "BasicMotions", "--iters", "6", "--seeds", "2", "--threads", "1",
                  "--out", str(out), *TINY]) == 0
     results = json.loads((out / "results.json").read_text())
-    losses = available_losses()
+    losses = DEFAULT_LOSSES
     assert results["losses"] == losses and results["lengths"] == {"BasicMotions": 100}
     assert results["config"]["threads"] == 1 and results["config"]["device"] == "cpu"
 
@@ -66,6 +66,17 @@ def test_same_seed_same_accuracy(tmp_path):
         run = json.loads((tmp_path / name / "results.json").read_text())["runs"][0]
         accuracies.append(run["accuracy"])
     assert accuracies[0] == accuracies[1]
+
+
+def test_compare_trains_the_selection_variants(tmp_path):
+    out = tmp_path / "variants"
+    assert main(["compare", "--dataset", "BasicMotions", "--iters", "10", "--threads", "1", "--out", str(out),
+                 "--losses", "uniform,finest", "adaptive@0.1", "uniform", *TINY]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["losses"] == ["uniform", "finest", "adaptive@0.1"]
+    assert [run["loss"] for run in results["runs"]] == results["losses"]
+    assert set(results["summary"]["BasicMotions"]) == set(results["losses"])
+    assert set(available_losses()) == {"hierarchical", "adaptive", "uniform", "finest"}
 
 
 def test_summary_and_table_with_both_losses():
@@ -108,6 +119,11 @@ def test_errors_are_reported(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
     assert main(["compare", "--losses", "flat", "--out", str(tmp_path / "o"), *TINY]) == 2
     assert "unknown loss 'flat'" in capsys.readouterr().err
+    assert main(["compare", "--losses", "adaptive@-1", "--out", str(tmp_path / "o"), *TINY]) == 2
+    assert "temperature" in capsys.readouterr().err
+    assert main(["compare", "--losses", "finest@0.1", "--out", str(tmp_path / "o"), *TINY]) == 2
+    assert "only 'adaptive' takes a temperature" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
     assert main(["compare", "--backend", "nope", "--out", str(tmp_path / "o"), *TINY]) == 2
     assert "backend" in capsys.readouterr().err
     with pytest.raises(SystemExit):
