@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -11,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from .adaptive import variant_options
@@ -18,6 +20,7 @@ from .backends import resolve_backend
 from .data import load_uea
 from .evaluation import CLASSIFIERS, classification_accuracy
 from .plots import write_compare_plots
+from .training import TrainingDiverged
 from .ts2vec import TS2Vec
 
 
@@ -79,7 +82,7 @@ def _add_training_options(parser):
     model.add_argument("--repr-dims", type=_positive_int, default=320, metavar="N", help="representation size (320)")
     model.add_argument("--hidden-dims", type=_positive_int, default=64, metavar="N", help="hidden size (64)")
     model.add_argument("--depth", type=_non_negative_int, default=10, metavar="N", help="residual blocks (10)")
-    model.add_argument("--batch-size", type=_positive_int, default=8, metavar="N", help="batch size (8)")
+    model.add_argument("--batch-size", type=_positive_int, default=8, metavar="N", help="batch size, of each rank under torchrun (8)")
     model.add_argument("--lr", type=_positive_float, default=1e-3, help="AdamW learning rate (0.001)")
     model.add_argument("--max-train-length", type=_positive_int, default=3000, metavar="N",
                        help="longer series are cut into pieces of at most about N steps for training (3000)")
@@ -92,6 +95,8 @@ def _add_training_options(parser):
     run = parser.add_argument_group("run")
     run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to train (auto)")
     run.add_argument("--backend", default="auto", help="loss backend: auto, reference, triton (auto: the fastest for the device)")
+    run.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                     help="fp32, or mixed precision: bf16 (CPU or CUDA) or fp16 (CUDA only); weights stay fp32 (fp32)")
     run.add_argument("--classifier", choices=CLASSIFIERS, default="svm",
                      help="svm: TS2Vec's protocol; logreg: the paper's logistic regression (svm)")
     run.add_argument("--threads", type=_positive_int, metavar="N",
@@ -108,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n"
                "  arl-fast compare                                  # ACSF1 for 5 epochs, both losses, 1 seed\n"
                "  arl-fast compare --dataset Cricket --data-dir ../shared/data/UEA --seeds 5 --device cuda\n"
-               "  arl-fast train --dataset ACSF1 --loss adaptive --out acsf1.pt\n\n"
+               "  arl-fast train --dataset ACSF1 --loss adaptive --out acsf1.pt --checkpoint-every 1\n"
+               "  torchrun --nproc-per-node 2 -m arl_fast train --dataset ACSF1 --threads 1 --out acsf1.pt\n\n"
                "run 'arl-fast COMMAND --help' for a command's options.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -144,9 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dataset", default="BasicMotions", metavar="NAME", help="UCR/UEA dataset (BasicMotions)")
     train.add_argument("--loss", default="hierarchical", choices=available_losses(), help="loss (hierarchical)")
     train.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (0)")
-    train.add_argument("--out", metavar="FILE", help="checkpoint path (default: runs/<timestamp>/model.pt)")
-    train.add_argument("--resume", metavar="FILE",
-                       help="continue training this checkpoint up to the --epochs/--iters total")
+    train.add_argument("--out", metavar="FILE", help="checkpoint path, written at the end, every --checkpoint-every "
+                       "epochs and on Ctrl-C (default: the --resume file, else runs/<timestamp>/model.pt)")
+    train.add_argument("--checkpoint-every", type=_positive_int, metavar="N",
+                       help="also write the checkpoint every N epochs (atomically: a killed run keeps the last one)")
+    train.add_argument("--resume", metavar="FILE", nargs="?", const="",
+                       help="continue training this checkpoint (default: the --out file) up to the --epochs/--iters "
+                            "total, with the model and training options saved in it")
     _add_training_options(train)
     return parser
 
@@ -155,7 +165,7 @@ def _model(args, input_dims, loss, seed, device):
     return TS2Vec(
         input_dims, output_dims=args.repr_dims, hidden_dims=args.hidden_dims, depth=args.depth, loss=loss,
         temporal_unit=args.temporal_unit, backend=args.backend, lr=args.lr, batch_size=args.batch_size,
-        max_train_length=args.max_train_length, device=device, seed=seed,
+        max_train_length=args.max_train_length, device=device, seed=seed, precision=args.precision,
     )
 
 
@@ -296,19 +306,48 @@ def _results(runs, losses, lengths, args, device) -> dict:
     }
 
 
+def _init_distributed(device: torch.device) -> tuple[torch.device, bool]:
+    """Under torchrun (WORLD_SIZE > 1) join the process group, NCCL on CUDA and gloo on CPU; returns this rank's
+    device and whether the group was started here."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        return device, False
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device, True
+
+
 def train(args, device: torch.device) -> int:
+    device, started = _init_distributed(device)
+    try:
+        return _train(args, device, dist.get_rank() if dist.is_initialized() else 0)
+    finally:
+        if started:
+            dist.destroy_process_group()
+
+
+def _train(args, device: torch.device, rank: int) -> int:
     resolve_backend(args.backend, device)
+    if args.resume == "" and not args.out:
+        raise ValueError("--resume without a FILE continues the --out checkpoint: give --out FILE or --resume FILE")
+    path = Path(args.out or args.resume or _default_run_dir() / "model.pt")
+    path.parent.mkdir(parents=True, exist_ok=True)
     data = load_uea(args.dataset, args.data_dir)
-    if args.resume:
-        model = TS2Vec.from_checkpoint(args.resume, device=device)
+    if args.resume is not None:
+        model = TS2Vec.from_checkpoint(args.resume or path, device=device)
     else:
         model = _model(args, data.X_train.shape[2], args.loss, args.seed, device)
-    train_time = _timed_fit(model, data.X_train, args)
+    start = time.perf_counter()
+    model.fit(data.X_train, n_epochs=args.epochs, n_iters=args.iters, progress=not args.quiet, checkpoint=path,
+              checkpoint_every=args.checkpoint_every)
+    if model.device.type == "cuda":
+        torch.cuda.synchronize(model.device)
+    train_time = time.perf_counter() - start
+    if rank != 0:
+        return 0
     train_features, test_features = _features(model, data)
     accuracy = classification_accuracy(train_features, data.y_train, test_features, data.y_test, args.classifier)
-    path = Path(args.out) if args.out else _default_run_dir() / "model.pt"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    model.save(path)
     print(f"{args.dataset} {model.loss_name}: {model.n_epochs} epochs, {model.n_iters} iterations, "
           f"{train_time:.2f} s, accuracy {accuracy:.3f}")
     print(f"model: {path}")
@@ -326,6 +365,12 @@ def main(argv=None) -> int:
     except (ValueError, FileNotFoundError) as error:
         print(f"arl-fast {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except TrainingDiverged as error:
+        print(f"arl-fast {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as interrupt:
+        print(f"arl-fast {args.command}: {interrupt or 'interrupted'}", file=sys.stderr)
+        return 130
     finally:
         torch.set_num_threads(threads)
 

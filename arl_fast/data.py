@@ -77,15 +77,28 @@ def _find(name: str, roots: list[Path]) -> tuple[Path, Path] | None:
 
 
 def _read_ts(path: Path):
+    """Series and labels of one .ts file; a ValueError naming the file when it cannot be parsed."""
     from aeon.datasets import load_from_ts_file
 
-    if path.suffix != ".gz":
-        return load_from_ts_file(str(path))
-    with tempfile.TemporaryDirectory() as tmp:
-        plain = Path(tmp) / path.stem
-        with gzip.open(path, "rb") as src, open(plain, "wb") as dst:
-            shutil.copyfileobj(src, dst)
-        return load_from_ts_file(str(plain))
+    try:
+        if path.suffix != ".gz":
+            X, y = load_from_ts_file(str(path))
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                plain = Path(tmp) / path.stem
+                with gzip.open(path, "rb") as src, open(plain, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+                X, y = load_from_ts_file(str(plain))
+    except Exception as error:  # aeon's parser raises many kinds; the user needs the file's name
+        raise ValueError(f"could not parse {path} as a .ts file: {type(error).__name__}: {error}") from error
+    n_series = len(X)
+    if n_series == 0 or (isinstance(X, np.ndarray) and X.ndim != 3):
+        raise ValueError(f"could not parse {path} as a .ts file: it holds no series (a missing or empty @data "
+                         "section, or a file that is not in the .ts format)")
+    if y is None or len(y) != n_series:
+        raise ValueError(f"could not parse {path} as a .ts file: {n_series} series but "
+                         f"{0 if y is None else len(y)} class labels")
+    return X, y
 
 
 def _download(name: str, cache: Path) -> None:

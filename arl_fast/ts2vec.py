@@ -3,77 +3,34 @@
 Follows TS2Vec's training loop (random cropping, timestamp masking,
 ``max_train_length`` splitting, NaN handling, AdamW, an averaged encoder for
 inference) without its per-step overheads: crops, masks and dropout are drawn
-by the model's own seeded generators on the training device, the batch is
-gathered there, and the loss is read back once per epoch.
+by the model's own seeded generators on the training device and the batch is
+gathered there.  The loop itself (data parallel training, mixed precision,
+checkpoints) lives in :mod:`arl_fast.training`.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Callable, NamedTuple
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
+from . import training
 from .encoder import TSEncoder
 from .losses import resolution_losses
+from .training import (  # noqa: F401  (re-exported: the crop and mask helpers of TS2Vec's training step)
+    Crop,
+    TrainingDiverged,
+    binomial_mask,
+    crop_views,
+    draw_crop,
+    take_per_row,
+)
 
 _ARCHITECTURE = ("input_dims", "output_dims", "hidden_dims", "depth", "kernel_size")
-_CHECKPOINT_FORMAT = 1
-
-
-class Crop(NamedTuple):
-    """One draw of TS2Vec's random cropping for a batch of series of length ``ts_l``.
-
-    View 1 covers ``[offset + eleft, offset + right)`` and view 2
-    ``[offset + left, offset + eright)`` of each row; both contain the
-    overlap ``[offset + left, offset + right)``, of length ``crop_l``, which
-    is the last ``crop_l`` steps of view 1 and the first ``crop_l`` of view 2.
-    """
-
-    crop_l: int
-    left: int
-    right: int
-    eleft: int
-    eright: int
-    offset: torch.Tensor  # (B,) long, one shift per row
-
-
-def draw_crop(ts_l, batch_size, temporal_unit, host_generator, generator, device) -> Crop:
-    """Draw crop bounds as TS2Vec does: scalars from ``host_generator``, row offsets on ``device``."""
-
-    def randint(low, high):
-        return int(torch.randint(low, high, (), generator=host_generator))
-
-    crop_l = randint(2 ** (temporal_unit + 1), ts_l + 1)
-    left = randint(0, ts_l - crop_l + 1)
-    right = left + crop_l
-    eleft = randint(0, left + 1)
-    eright = randint(right, ts_l + 1)
-    offset = torch.randint(
-        -eleft, ts_l - eright + 1, (batch_size,), generator=generator, device=device
-    )
-    return Crop(crop_l, left, right, eleft, eright, offset)
-
-
-def take_per_row(x: torch.Tensor, start: torch.Tensor, length: int) -> torch.Tensor:
-    """``x[b, start[b] : start[b] + length]`` for every row ``b`` of ``x`` (B, T, C)."""
-    index = start.unsqueeze(1) + torch.arange(length, device=x.device)
-    return x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.size(2)))
-
-
-def crop_views(x: torch.Tensor, crop: Crop) -> tuple[torch.Tensor, torch.Tensor]:
-    """The two overlapping views of ``x`` (B, T, C) that ``crop`` describes."""
-    view1 = take_per_row(x, crop.offset + crop.eleft, crop.right - crop.eleft)
-    view2 = take_per_row(x, crop.offset + crop.left, crop.eright - crop.left)
-    return view1, view2
-
-
-def binomial_mask(batch_size, length, generator, device, p=0.5) -> torch.Tensor:
-    """TS2Vec's timestamp mask: each timestamp kept (True) with probability ``p``."""
-    return torch.rand((batch_size, length), generator=generator, device=device) < p
 
 
 def split_with_nan(x: np.ndarray, sections: int) -> np.ndarray:
@@ -132,6 +89,13 @@ def _check_series(name, x, input_dims) -> np.ndarray:
         raise ValueError(f"{name} must be non-empty, got shape {x.shape}")
     if not np.issubdtype(x.dtype, np.number):
         raise TypeError(f"{name} must hold numbers, got dtype {x.dtype}")
+    infinite = np.isinf(x)
+    if infinite.any():
+        series, step, channel = np.argwhere(infinite)[0]
+        raise ValueError(
+            f"{name} holds {int(infinite.sum())} infinite values, the first at series {series}, timestamp {step}, "
+            f"channel {channel}: NaN marks a missing value, but inf is not a value TS2Vec can train on or encode"
+        )
     return x
 
 
@@ -150,6 +114,12 @@ class TS2Vec:
     masks and dropout, so the same seed trains the same model twice on CPU.
     The defaults are those TS2Vec trains with (hidden 64, output 320,
     depth 10, kernel 3, AdamW at lr 1e-3, batch size 8).
+
+    ``precision`` is ``"fp32"``, ``"bf16"`` (autocast on CPU or CUDA) or
+    ``"fp16"`` (autocast and a GradScaler, CUDA only); weights, optimizer
+    state and the averaged encoder stay fp32, and ``encode`` runs in fp32.
+    When ``torch.distributed`` is initialised, ``fit`` trains data parallel
+    (see :meth:`fit`); ``batch_size`` is then the batch of each rank.
     """
 
     def __init__(
@@ -168,6 +138,7 @@ class TS2Vec:
         max_train_length: int | None = None,
         device="auto",
         seed: int | None = None,
+        precision: str = "fp32",
     ):
         self.temporal_unit = _check_int("temporal_unit", temporal_unit, 0)
         self.batch_size = _check_int("batch_size", batch_size, 1)
@@ -185,23 +156,33 @@ class TS2Vec:
             seed = _check_int("seed", seed, 0)
         self.seed = seed
 
-        init_seed, host_seed, device_seed, loss_seed = np.random.SeedSequence(seed).generate_state(4)
+        self.precision = training.check_precision(precision, self.device)
+
+        seeds = np.random.SeedSequence(seed).generate_state(5)
+        init_seed, host_seed, device_seed, loss_seed, order_seed = (int(s) for s in seeds)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(init_seed))
+            torch.manual_seed(init_seed)
             self._net = TSEncoder(input_dims, output_dims, hidden_dims, depth, kernel_size)
-        self._net.to(self.device).train()
+        self._net.to(self.device).train()  # master weights stay fp32 whatever the precision
         self._averaged = copy.deepcopy(self._net).eval().requires_grad_(False)
         self._n_averaged = 1
         self._optimizer = torch.optim.AdamW(self._net.parameters(), lr=self.lr)
-        self._host_generator = torch.Generator().manual_seed(int(host_seed))
-        self._generator = torch.Generator(device=self.device).manual_seed(int(device_seed))
+        self._scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
+        # The epoch's permutation comes from a stream shared by all ranks; crops, masks and dropout from
+        # streams of this rank's own (see arl_fast.training).
+        self._order_generator = torch.Generator().manual_seed(order_seed)
+        self._host_generator = torch.Generator().manual_seed(host_seed)
+        self._generator = torch.Generator(device=self.device).manual_seed(device_seed)
+        self._rank = 0  # the rank whose streams _host_generator and _generator hold
+        self._saved_ranks = None  # every rank's streams from a loaded checkpoint
+        self._epoch = None  # the epoch in progress, when training stopped inside one
 
         self.loss_name, self.loss = self._make_loss(loss, int(loss_seed))
         self._config = dict(
             input_dims=input_dims, output_dims=output_dims, hidden_dims=hidden_dims, depth=depth,
             kernel_size=kernel_size, loss=self.loss_name if self.loss_name != "custom" else None,
             temporal_unit=self.temporal_unit, backend=backend, lr=self.lr, batch_size=self.batch_size,
-            max_train_length=max_train_length, seed=seed,
+            max_train_length=max_train_length, seed=seed, precision=self.precision,
         )
         self.n_epochs = 0
         self.n_iters = 0
@@ -266,18 +247,6 @@ class TS2Vec:
             raise TypeError(f"the loss must return a scalar tensor, got {type(loss).__name__}")
         return loss.reshape(()), None
 
-    def _train_step(self, x):
-        crop = draw_crop(x.size(1), x.size(0), self.temporal_unit, self._host_generator, self._generator, x.device)
-        view1, view2 = crop_views(x, crop)
-        z1 = self._net(view1, binomial_mask(*view1.shape[:2], self._generator, x.device), self._generator)
-        z2 = self._net(view2, binomial_mask(*view2.shape[:2], self._generator, x.device), self._generator)
-        loss, levels = self._compute_loss(z1[:, -crop.crop_l:], z2[:, : crop.crop_l])
-        self._optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self._optimizer.step()
-        self._update_average()
-        return loss.detach(), None if levels is None else levels.detach()
-
     @torch.no_grad()
     def _update_average(self):
         """Stochastic weight averaging of the online encoder into the averaged one (as AveragedModel)."""
@@ -285,78 +254,61 @@ class TS2Vec:
         torch._foreach_lerp_(list(self._averaged.parameters()), list(self._net.parameters()), weight)
         self._n_averaged += 1
 
-    def fit(self, X, n_epochs: int | None = None, n_iters: int | None = None, progress: bool = True) -> list[dict]:
+    def fit(
+        self,
+        X,
+        n_epochs: int | None = None,
+        n_iters: int | None = None,
+        progress: bool = True,
+        *,
+        checkpoint=None,
+        checkpoint_every: int | None = None,
+    ) -> list[dict]:
         """Train on series ``X`` of shape (n_series, n_timestamps, n_channels), NaN for missing values.
 
         Training stops when the model's epoch count reaches ``n_epochs`` or its
         iteration count reaches ``n_iters`` (counted since the model was
-        created, so a loaded checkpoint resumes where it stopped).  Without
-        either, TS2Vec's budget applies: 200 iterations, or 600 when ``X`` has
-        more than 100,000 values.  Returns the log entries of the epochs
-        completed by this call: ``{"epoch", "loss", "level_losses"}``, where
-        ``level_losses`` is the mean loss per level (finest first) for the
-        hierarchical loss and None otherwise.
+        created, so a loaded checkpoint resumes where it stopped, even inside
+        an epoch).  Without either, TS2Vec's budget applies: 200 iterations,
+        or 600 when ``X`` has more than 100,000 values.  Returns the log
+        entries of the epochs completed by this call: ``{"epoch", "loss",
+        "level_losses"}``, where ``level_losses`` is the mean loss per level
+        (finest first) for the hierarchical loss and None otherwise.
+
+        ``checkpoint`` (a path) is written atomically every
+        ``checkpoint_every`` epochs (None: only at the end), at the end, and
+        when Ctrl-C interrupts training: SIGINT lets the step in progress
+        finish, writes the checkpoint, then raises KeyboardInterrupt.  A
+        non-finite loss raises :class:`arl_fast.training.TrainingDiverged`
+        before its step is taken, leaving the last checkpoint as it was.
+
+        Under ``torch.distributed`` (e.g. ``torchrun``; gloo on CPU, NCCL on
+        CUDA) every rank calls ``fit`` with the same ``X``: each epoch's
+        shared permutation is split into disjoint shards, one per rank,
+        gradients are averaged by DistributedDataParallel, the budgets count
+        global optimizer steps, and only rank 0 writes the checkpoint and
+        shows progress.
         """
         if n_epochs is not None:
             n_epochs = _check_int("n_epochs", n_epochs, 0)
         if n_iters is not None:
             n_iters = _check_int("n_iters", n_iters, 0)
+        if checkpoint_every is not None:
+            checkpoint_every = _check_int("checkpoint_every", checkpoint_every, 1)
+            if checkpoint is None:
+                raise ValueError("checkpoint_every needs a checkpoint path to write to: pass checkpoint=PATH")
+        if checkpoint is not None:
+            if not isinstance(checkpoint, (str, Path)):
+                raise TypeError(f"checkpoint must be a file path, got {type(checkpoint).__name__}")
+            if Path(checkpoint).is_dir():
+                raise ValueError(f"checkpoint {checkpoint} is a directory; give a file path such as {checkpoint}/model.pt")
+            if not Path(checkpoint).parent.is_dir():
+                raise ValueError(f"checkpoint {checkpoint}: folder {Path(checkpoint).parent} does not exist")
         x = _check_series("X", X, self.input_dims)
         if n_epochs is None and n_iters is None:
             n_iters = 200 if x.size <= 100_000 else 600
         data = self._prepare_train(x)
-        batch_size = min(self.batch_size, len(data))
-        per_epoch = len(data) // batch_size
-        ts_l = data.size(1)
-        window = self.max_train_length if self.max_train_length is not None and ts_l > self.max_train_length else None
-        n_levels = (window or ts_l).bit_length()
-
-        goal = [] if n_iters is None else [n_iters]
-        if n_epochs is not None:
-            goal.append(self.n_iters + max(n_epochs - self.n_epochs, 0) * per_epoch)
-        bar = tqdm(total=min(goal), initial=min(self.n_iters, min(goal)), disable=not progress, unit="it",
-                   desc="training", leave=False)
-        new_entries = []
-        self._net.train()
-        while (n_epochs is None or self.n_epochs < n_epochs) and (n_iters is None or self.n_iters < n_iters):
-            order = torch.randperm(len(data), generator=self._host_generator).to(self.device)
-            loss_sum = torch.zeros((), device=self.device)
-            level_sum = torch.zeros(n_levels, device=self.device)
-            level_count = [0] * n_levels
-            done = 0
-            for i in range(per_epoch):
-                if n_iters is not None and self.n_iters >= n_iters:
-                    break
-                x = data[order[i * batch_size : (i + 1) * batch_size]]
-                if window is not None:
-                    start = int(torch.randint(ts_l - window + 1, (), generator=self._host_generator))
-                    x = x[:, start : start + window]
-                loss, levels = self._train_step(x)
-                loss_sum += loss
-                if levels is not None:
-                    level_sum[: len(levels)] += levels
-                    for k in range(len(levels)):
-                        level_count[k] += 1
-                done += 1
-                self.n_iters += 1
-                bar.update()
-            if done < per_epoch:
-                break
-            entry = {
-                "epoch": self.n_epochs,
-                "loss": loss_sum.item() / done,
-                "level_losses": None if self.loss is not None else [
-                    s / c for s, c in zip(level_sum.tolist(), level_count) if c > 0
-                ],
-            }
-            self.loss_log.append(entry)
-            new_entries.append(entry)
-            if hasattr(self.loss, "end_epoch"):
-                self.loss.end_epoch()
-            self.n_epochs += 1
-            bar.set_postfix(epoch=self.n_epochs, loss=f"{entry['loss']:.4f}")
-        bar.close()
-        return new_entries
+        return training.fit(self, data, n_epochs, n_iters, progress, checkpoint, checkpoint_every)
 
     # ------------------------------------------------------------------ inference
 
@@ -391,63 +343,75 @@ class TS2Vec:
     # ------------------------------------------------------------------ checkpoints
 
     def save(self, path) -> None:
-        """Save everything needed to encode with, or resume training, the model."""
-        torch.save(
-            {
-                "format": _CHECKPOINT_FORMAT,
-                "config": self._config,
-                "net": self._net.state_dict(),
-                "averaged": self._averaged.state_dict(),
-                "n_averaged": self._n_averaged,
-                "optimizer": self._optimizer.state_dict(),
-                "n_epochs": self.n_epochs,
-                "n_iters": self.n_iters,
-                "loss_log": self.loss_log,
-                "host_generator": self._host_generator.get_state(),
-                "generator": self._generator.get_state(),
-                "generator_device": self.device.type,
-                "loss_state": self.loss.state_dict() if hasattr(self.loss, "state_dict") else None,
-            },
-            path,
-        )
+        """Save everything needed to encode with, or resume training, the model (atomically: a kill while saving
+        leaves the previous file).  Under ``torch.distributed``, ``fit(checkpoint=...)`` saves every rank's state."""
+        training.atomic_save(self._checkpoint([training.rank_state(self)]), path)
+
+    def _checkpoint(self, ranks: list[dict]) -> dict:
+        """The checkpoint's content, with ``ranks`` the per-rank states of :func:`arl_fast.training.rank_state`."""
+        epoch = self._epoch
+        return {
+            "format": training.CHECKPOINT_FORMAT,
+            "config": self._config,
+            "net": self._net.state_dict(),
+            "averaged": self._averaged.state_dict(),
+            "n_averaged": self._n_averaged,
+            "optimizer": self._optimizer.state_dict(),
+            "scaler": None if self._scaler is None else self._scaler.state_dict(),
+            "n_epochs": self.n_epochs,
+            "n_iters": self.n_iters,
+            "loss_log": self.loss_log,
+            "order_generator": self._order_generator.get_state(),
+            "epoch": None if epoch is None else {k: epoch[k] for k in ("order", "step", "world", "batch_size")},
+            "ranks": ranks,
+        }
 
     def load(self, path) -> TS2Vec:
         """Restore a checkpoint written by :meth:`save` into this model (same architecture); returns self."""
-        checkpoint = _read_checkpoint(path)
+        checkpoint = training.read_checkpoint(path)
         saved = checkpoint["config"]
-        mismatched = [k for k in _ARCHITECTURE if saved[k] != self._config[k]]
+        mismatched = [k for k in _ARCHITECTURE if saved.get(k) != self._config[k]]
         if mismatched:
-            details = ", ".join(f"{k}={saved[k]} (model has {self._config[k]})" for k in mismatched)
+            details = ", ".join(f"{k}={saved.get(k)} (model has {self._config[k]})" for k in mismatched)
             raise ValueError(f"checkpoint {path} has a different architecture: {details}")
-        self._net.load_state_dict(checkpoint["net"])
-        self._averaged.load_state_dict(checkpoint["averaged"])
+        try:
+            self._net.load_state_dict(checkpoint["net"])
+            self._averaged.load_state_dict(checkpoint["averaged"])
+            self._optimizer.load_state_dict(checkpoint["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as error:
+            raise ValueError(f"checkpoint {path} does not fit this model: {str(error).splitlines()[0]}") from None
         self._n_averaged = checkpoint["n_averaged"]
-        self._optimizer.load_state_dict(checkpoint["optimizer"])
+        if self._scaler is not None and checkpoint.get("scaler"):
+            self._scaler.load_state_dict(checkpoint["scaler"])
         self.n_epochs = checkpoint["n_epochs"]
         self.n_iters = checkpoint["n_iters"]
         self.loss_log = list(checkpoint["loss_log"])
-        self._host_generator.set_state(checkpoint["host_generator"].cpu())
-        if checkpoint["generator_device"] == self.device.type:
-            self._generator.set_state(checkpoint["generator"].cpu())
-        else:  # generator states do not carry across device types: reseed from the saved position
-            self._generator.manual_seed(int(torch.randint(2**62, (), generator=self._host_generator)))
-        if checkpoint["loss_state"] is not None and hasattr(self.loss, "load_state_dict"):
-            self.loss.load_state_dict(checkpoint["loss_state"])
+        if checkpoint["format"] == 1:  # one process; the permutation shared the crops' stream
+            ranks = [{**{k: checkpoint[k] for k in ("host_generator", "generator", "generator_device", "loss_state")},
+                      "epoch_sums": None}]
+            epoch, order_state = None, None
+        else:
+            ranks, epoch, order_state = checkpoint["ranks"], checkpoint["epoch"], checkpoint["order_generator"]
+        self._epoch = None if epoch is None else dict(epoch)
+        training.set_rank_state(self, ranks[0])
+        if order_state is not None:
+            self._order_generator.set_state(order_state)
+        else:
+            self._order_generator.manual_seed(int(torch.randint(2**62, (), generator=self._host_generator)))
+        self._rank, self._saved_ranks = 0, ranks
         return self
 
     @classmethod
-    def from_checkpoint(cls, path, device="auto", loss: str | Callable | None = None) -> TS2Vec:
-        """Build the model a checkpoint describes and restore it; ``loss`` is needed for a custom loss."""
-        config = dict(_read_checkpoint(path)["config"])
+    def from_checkpoint(
+        cls, path, device="auto", loss: str | Callable | None = None, precision: str | None = None
+    ) -> TS2Vec:
+        """Build the model a checkpoint describes and restore it; ``loss`` is needed for a custom loss;
+        ``precision`` overrides the saved one (e.g. to continue an fp16 run on a machine without CUDA)."""
+        config = dict(training.read_checkpoint(path)["config"])
         if loss is not None:
             config["loss"] = loss
         elif config["loss"] is None:
             raise ValueError(f"checkpoint {path} was trained with a custom loss: pass it as loss=")
+        if precision is not None:
+            config["precision"] = precision
         return cls(**config, device=device).load(path)
-
-
-def _read_checkpoint(path) -> dict:
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != _CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a TS2Vec checkpoint written by arl_fast")
-    return checkpoint
