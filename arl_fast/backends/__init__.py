@@ -9,9 +9,10 @@ import torch
 _BACKEND_MODULES = {
     "reference": "arl_fast.backends.reference",
     "triton": "arl_fast.backends.triton",
+    "cpp": "arl_fast.backends.cpp",
 }
-# "auto" tries these in order for CUDA tensors; everything else uses the reference.
-_AUTO_ORDER_CUDA = ("triton", "reference")
+# "auto" tries these in order, per device type; other devices use the reference.
+_AUTO_ORDER = {"cuda": ("triton", "reference"), "cpu": ("cpp", "reference")}
 ENV_VAR = "ARL_FAST_BACKEND"
 
 
@@ -65,7 +66,7 @@ def resolve_backend(name, device):
             _check_name(override, ENV_VAR)
             name = override
     if name == "auto":
-        order = _AUTO_ORDER_CUDA if device.type == "cuda" else ("reference",)
+        order = _AUTO_ORDER.get(device.type, ("reference",))
         for candidate in order:
             module = _module(candidate) if candidate in _BACKEND_MODULES else None
             if module is not None and module.is_available(device):

@@ -1,0 +1,105 @@
+"""Fused CPU backend: the C++ kernels of ``arl_fast._C`` (``csrc/``), registered as the torch ops
+``arl_fast::cpp_level_losses`` and ``arl_fast::cpp_level_losses_backward``.
+
+The kernels compute one or all levels straight from ``z1, z2`` in O(B*T*C) memory: similarity tiles from BLAS,
+an online log-sum-exp, half of the tiles thanks to the symmetry of ``S = Z Z^T``, and a backward that recomputes
+tiles from the saved per-row log-sum-exp (see ``csrc/cpu/contrastive_loss.cpp``).  float64 is the exact path;
+float32 accumulates in float32; bfloat16 is multiplied in bfloat16 with float32 accumulation where the CPU has
+fast bf16 instructions (AVX512-BF16 or AMX), and in float32 elsewhere, as is float16.  Gradients come back in
+the input dtype.
+
+When the extension is missing (no compiler at install time) the backend reports why and ``"auto"`` uses the
+reference; with ``ARL_FAST_REQUIRE_EXT=1`` a missing extension is an error at import instead.
+"""
+
+import os
+
+import torch
+
+REQUIRE_ENV_VAR = "ARL_FAST_REQUIRE_EXT"
+
+
+def _load():
+    if os.environ.get("ARL_FAST_HIDE_EXT") == "1":  # lets the tests see the fallback without uninstalling
+        return "hidden by ARL_FAST_HIDE_EXT=1"
+    try:
+        from arl_fast import _C  # noqa: F401  (importing it registers the ops)
+    except ImportError as error:
+        return (f"the C++ extension arl_fast._C is not built ({error}); reinstall with a C++ compiler: "
+                "pip install --no-build-isolation -e .")
+    return ""
+
+
+_LOAD_ERROR = _load()
+if _LOAD_ERROR and os.environ.get(REQUIRE_ENV_VAR) == "1":
+    raise RuntimeError(f"{REQUIRE_ENV_VAR}=1 but {_LOAD_ERROR}")
+
+
+def unavailable_reason(device):
+    if _LOAD_ERROR:
+        return _LOAD_ERROR
+    if torch.device(device).type != "cpu":
+        return "the cpp backend has CPU kernels only"
+    return ""
+
+
+def is_available(device):
+    return not unavailable_reason(device)
+
+
+def fast_bf16():
+    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX), so bf16 tiles pay off."""
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def _operands(z1, z2):
+    """Inputs in a dtype the kernels take: half, and bf16 without native bf16 instructions, run in float32."""
+    if z1.dtype == torch.float16 or (z1.dtype == torch.bfloat16 and not fast_bf16()):
+        z1, z2 = z1.float(), z2.float()
+    return z1.contiguous(), z2.contiguous()
+
+
+def _lse_size(B, T, first_level, num_levels):
+    return sum(4 * B * (T >> level) for level in range(first_level, first_level + num_levels))
+
+
+def _loss_dtype(dtype):
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+if not _LOAD_ERROR:
+
+    @torch.library.register_fake("arl_fast::cpp_level_losses")
+    def _level_losses_fake(z1, z2, first_level, num_levels, alpha, temporal_unit):
+        dtype = _loss_dtype(z1.dtype)
+        lse = z1.new_empty(_lse_size(z1.shape[0], z1.shape[1], first_level, num_levels), dtype=dtype)
+        return z1.new_empty(num_levels, dtype=dtype), lse
+
+    @torch.library.register_fake("arl_fast::cpp_level_losses_backward")
+    def _level_losses_backward_fake(grad_losses, z1, z2, lse, first_level, num_levels, alpha, temporal_unit):
+        return torch.empty_like(z1), torch.empty_like(z2)
+
+    def _setup_context(ctx, inputs, output):
+        z1, z2, first_level, num_levels, alpha, temporal_unit = inputs
+        ctx.save_for_backward(z1, z2, output[1])
+        ctx.args = (first_level, num_levels, alpha, temporal_unit)
+
+    def _backward(ctx, grad_losses, grad_lse):
+        z1, z2, lse = ctx.saved_tensors
+        dz1, dz2 = torch.ops.arl_fast.cpp_level_losses_backward(grad_losses.contiguous(), z1, z2, lse, *ctx.args)
+        return dz1, dz2, None, None, None, None
+
+    torch.library.register_autograd("arl_fast::cpp_level_losses", _backward, setup_context=_setup_context)
+
+
+def _level_losses(z1, z2, first_level, num_levels, alpha, temporal_unit):
+    z1, z2 = _operands(z1, z2)
+    return torch.ops.arl_fast.cpp_level_losses(z1, z2, first_level, num_levels, alpha, temporal_unit)[0]
+
+
+def level_loss(z1, z2, level, alpha, temporal_unit):
+    return _level_losses(z1, z2, level, 1, alpha, temporal_unit)[0]
+
+
+def all_level_losses(z1, z2, alpha, temporal_unit):
+    return _level_losses(z1, z2, 0, z1.shape[1].bit_length(), alpha, temporal_unit)

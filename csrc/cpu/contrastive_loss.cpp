@@ -1,0 +1,604 @@
+// Fused CPU kernel of TS2Vec's hierarchical contrastive loss: one or several levels straight from z1, z2.
+//
+// Each InfoNCE term scores the 2n rows of a group (two views of n items) against each other: the temporal term
+// has groups = series and rows = pooled timestamps, the instance term groups = pooled timestamps and rows =
+// series.  Rows are read in place from the (pooled) inputs through strides, so a term needs no copy.
+//
+// Forward: rows in blocks of `kBlock`; similarity tiles S_IJ = Z_I Z_J^T come from BLAS (sgemm/dgemm, or MKL's
+// bf16 gemm with fp32 accumulation) into a per-thread scratch tile; an online log-sum-exp per row, the diagonal
+// masked inside the tile; the positive is a dot product read directly.  S is symmetric, so a tile (I, J) with
+// I != J serves the rows of I and, transposed, the rows of J: only half of S is ever multiplied.  The tiles run
+// in round-robin rounds in which every block appears once, so no two tiles of a round touch the same rows: the
+// rows' statistics and gradients are updated without locks, in an order fixed by the schedule (bit-identical
+// results whatever the number of threads).  Groups of at most `kBlock` rows are packed and done whole.
+//
+// Backward: recompute each tile, A = softmax_I(S_IJ) + softmax_J(S_JI)^T from the saved log-sum-exp (entries
+// below the normal range flushed to zero: BLAS runs many times slower on denormals), dZ_I += w A Z_J and
+// dZ_J += w A^T Z_I, then dZ_i -= 2 w z_pos(i).  Pooled levels are pooled on the fly from z (window 2**level)
+// and their gradient goes to the first maximum of each window, as max_pool1d picks it.
+//
+// Memory beyond inputs and gradients: one pooled level and its gradient, the per-row log-sum-exp, and one
+// tile per thread.
+
+#if defined(__AVX512F__) && !defined(CPU_CAPABILITY_AVX512)
+#define CPU_CAPABILITY_AVX512
+#elif defined(__AVX2__) && !defined(CPU_CAPABILITY_AVX2)
+#define CPU_CAPABILITY_AVX2
+#endif
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <ATen/cpu/vec/functional.h>
+#include <ATen/cpu/vec/vec.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+extern "C" {
+// Fortran BLAS as torch's own BLAS exports it (MKL on x86 builds).
+void sgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k, const float* alpha,
+            const float* a, const int* lda, const float* b, const int* ldb, const float* beta, float* c,
+            const int* ldc);
+void dgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k, const double* alpha,
+            const double* a, const int* lda, const double* b, const int* ldb, const double* beta, double* c,
+            const int* ldc);
+// MKL's bf16 x bf16 -> fp32 gemm (AVX512-BF16 / AMX where the CPU has them).
+void cblas_gemm_bf16bf16f32(int layout, int transa, int transb, int m, int n, int k, float alpha,
+                            const uint16_t* a, int lda, const uint16_t* b, int ldb, float beta, float* c, int ldc);
+}
+
+namespace arl_fast {
+namespace {
+
+constexpr int64_t kBlock = 128;  // rows per tile: a 128 x 128 fp32 tile (64 KiB) stays in L2 beside its operands
+constexpr int kColMajor = 102, kNoTrans = 111, kTrans = 112;  // CBLAS enums
+
+// Column-major C = alpha * op(A) op(B) + beta * C, as BLAS defines it.
+inline void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+                 const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  const char cta = ta ? 'T' : 'N', ctb = tb ? 'T' : 'N';
+  const int im = m, in = n, ik = k, ilda = lda, ildb = ldb, ildc = ldc;
+  sgemm_(&cta, &ctb, &im, &in, &ik, &alpha, a, &ilda, b, &ildb, &beta, c, &ildc);
+}
+
+inline void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t lda,
+                 const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
+  const char cta = ta ? 'T' : 'N', ctb = tb ? 'T' : 'N';
+  const int im = m, in = n, ik = k, ilda = lda, ildb = ldb, ildc = ldc;
+  dgemm_(&cta, &ctb, &im, &in, &ik, &alpha, a, &ilda, b, &ildb, &beta, c, &ildc);
+}
+
+inline void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const at::BFloat16* a,
+                 int64_t lda, const at::BFloat16* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  cblas_gemm_bf16bf16f32(kColMajor, ta ? kTrans : kNoTrans, tb ? kTrans : kNoTrans, m, n, k, alpha,
+                         reinterpret_cast<const uint16_t*>(a), lda, reinterpret_cast<const uint16_t*>(b), ldb, beta,
+                         c, ldc);
+}
+
+// exp over a contiguous run, vectorised for float (at::vec), plain for double (the exact path).
+inline void exp_inplace(float* x, int64_t len) {
+  using Vec = at::vec::Vectorized<float>;
+  int64_t i = 0;
+  for (; i + Vec::size() <= len; i += Vec::size()) Vec::loadu(x + i).exp_u20().store(x + i);
+  for (; i < len; ++i) x[i] = std::exp(x[i]);
+}
+inline void exp_inplace(double* x, int64_t len) {
+  for (int64_t i = 0; i < len; ++i) x[i] = std::exp(x[i]);
+}
+
+// Values below the normal range are < 1e-38 of the row's mass: zero them so that BLAS never sees a denormal.
+template <typename acc_t>
+inline acc_t flush(acc_t x) {
+  return x < std::numeric_limits<acc_t>::min() ? acc_t(0) : x;
+}
+
+// One InfoNCE term of one level: G groups of 2n rows of length C, read through strides.
+template <typename scalar_t, typename acc_t>
+struct Term {
+  const scalar_t* view1;  // row r < n of group g at view1 + g * group_stride + r * row_stride
+  const scalar_t* view2;  // row r >= n at view2 + g * group_stride + (r - n) * row_stride
+  int64_t n, groups, C, row_stride, group_stride;
+  acc_t* grad1 = nullptr;  // gradients, same layout as the views (backward only)
+  acc_t* grad2 = nullptr;
+
+  const scalar_t* row(int64_t g, int64_t r) const {
+    return r < n ? view1 + g * group_stride + r * row_stride : view2 + g * group_stride + (r - n) * row_stride;
+  }
+  acc_t* grad_row(int64_t g, int64_t r) const {
+    return r < n ? grad1 + g * group_stride + r * row_stride : grad2 + g * group_stride + (r - n) * row_stride;
+  }
+  // Blocks never straddle the two views, so each is one strided matrix: block q covers rows [start, start + len).
+  int64_t blocks_per_view() const { return (n + kBlock - 1) / kBlock; }
+  int64_t block_start(int64_t q) const {
+    const int64_t per_view = blocks_per_view();
+    return (q / per_view) * n + (q % per_view) * kBlock;
+  }
+  int64_t block_len(int64_t q) const {
+    const int64_t offset = (q % blocks_per_view()) * kBlock;
+    return std::min(kBlock, n - offset);
+  }
+  bool packed() const { return 2 * n <= kBlock; }  // small groups are packed and done as one tile
+};
+
+// Round-robin schedule of the tiles (I, J), I <= J, of `nb` blocks: in each round every block appears in exactly
+// one tile, so tiles of a round can run in parallel without touching the same rows.
+std::vector<std::vector<std::pair<int64_t, int64_t>>> tile_rounds(int64_t nb) {
+  std::vector<std::vector<std::pair<int64_t, int64_t>>> rounds;
+  const int64_t players = nb % 2 == 0 ? nb : nb + 1;  // an odd count gets a bye: that block does its diagonal tile
+  for (int64_t r = 0; r + 1 < players; ++r) {
+    std::vector<std::pair<int64_t, int64_t>> round;
+    const int64_t last = players - 1;
+    const int64_t first_partner = last < nb ? last : r;  // the bye pairs block r with itself
+    round.emplace_back(std::min(r, first_partner), std::max(r, first_partner));
+    for (int64_t k = 1; k < players / 2; ++k) {
+      const int64_t a = (r + k) % last, b = (r - k + last) % last;
+      round.emplace_back(std::min(a, b), std::max(a, b));
+    }
+    rounds.push_back(std::move(round));
+  }
+  if (nb % 2 == 0) {
+    std::vector<std::pair<int64_t, int64_t>> diagonal;
+    for (int64_t q = 0; q < nb; ++q) diagonal.emplace_back(q, q);
+    rounds.push_back(std::move(diagonal));
+  }
+  return rounds;
+}
+
+// Per-thread scratch: a similarity tile, column statistics, a packed group and its gradient.
+template <typename scalar_t, typename acc_t>
+struct Scratch {
+  std::vector<acc_t> tile, col_max, col_sum;
+  std::vector<scalar_t> packed, tile_low;  // tile_low: the tile in the operand dtype (bf16 backward)
+  std::vector<acc_t> packed_grad;
+  explicit Scratch(int64_t C)
+      : tile(kBlock * kBlock), col_max(kBlock), col_sum(kBlock), packed(kBlock * C), tile_low(kBlock * kBlock),
+        packed_grad(kBlock * C) {}
+};
+
+template <typename scalar_t, typename acc_t>
+std::vector<Scratch<scalar_t, acc_t>> make_scratch(int64_t C) {
+  std::vector<Scratch<scalar_t, acc_t>> scratch;
+  for (int t = 0; t < at::get_num_threads(); ++t) scratch.emplace_back(C);
+  return scratch;
+}
+
+// S (rows_i x rows_j, leading dimension kBlock, row-major) = Z_I Z_J^T.
+template <typename scalar_t, typename acc_t>
+void similarity(const scalar_t* zi, int64_t rows_i, int64_t ld_i, const scalar_t* zj, int64_t rows_j, int64_t ld_j,
+                int64_t C, acc_t* S) {
+  gemm(true, false, rows_j, rows_i, C, acc_t(1), zj, ld_j, zi, ld_i, acc_t(0), S, kBlock);
+}
+
+// Merge a partial (max, sum of exp(x - max)) into a row's running statistics.
+template <typename acc_t>
+inline void merge(acc_t& run_max, acc_t& run_sum, acc_t part_max, acc_t part_sum) {
+  if (part_max == -std::numeric_limits<acc_t>::infinity()) return;
+  if (part_max > run_max) {
+    run_sum = run_sum * std::exp(run_max - part_max) + part_sum;
+    run_max = part_max;
+  } else {
+    run_sum += part_sum * std::exp(part_max - run_max);
+  }
+}
+
+// Row statistics of rows_i rows of S (length rows_j each) merged into (row_max, row_sum); S is left intact.
+template <typename acc_t>
+void row_statistics(const acc_t* S, int64_t rows_i, int64_t rows_j, acc_t* row_max, acc_t* row_sum,
+                    acc_t* buffer) {
+  for (int64_t i = 0; i < rows_i; ++i) {
+    const acc_t* s = S + i * kBlock;
+    acc_t m = -std::numeric_limits<acc_t>::infinity();
+    for (int64_t j = 0; j < rows_j; ++j) m = std::max(m, s[j]);
+    if (m == -std::numeric_limits<acc_t>::infinity()) continue;
+    for (int64_t j = 0; j < rows_j; ++j) buffer[j] = s[j] - m;
+    exp_inplace(buffer, rows_j);
+    acc_t sum = 0;
+    for (int64_t j = 0; j < rows_j; ++j) sum += buffer[j];
+    merge(row_max[i], row_sum[i], m, sum);
+  }
+}
+
+// Column statistics of S merged into (col_max_out, col_sum_out): the rows of J seen through S_JI = S_IJ^T.
+template <typename scalar_t, typename acc_t>
+void column_statistics(const acc_t* S, int64_t rows_i, int64_t rows_j, acc_t* run_max, acc_t* run_sum,
+                       Scratch<scalar_t, acc_t>& scratch, acc_t* buffer) {
+  acc_t* cmax = scratch.col_max.data();
+  acc_t* csum = scratch.col_sum.data();
+  std::fill(cmax, cmax + rows_j, -std::numeric_limits<acc_t>::infinity());
+  std::fill(csum, csum + rows_j, acc_t(0));
+  for (int64_t i = 0; i < rows_i; ++i) {
+    const acc_t* s = S + i * kBlock;
+    for (int64_t j = 0; j < rows_j; ++j) cmax[j] = std::max(cmax[j], s[j]);
+  }
+  for (int64_t i = 0; i < rows_i; ++i) {
+    const acc_t* s = S + i * kBlock;
+    for (int64_t j = 0; j < rows_j; ++j) buffer[j] = s[j] - cmax[j];
+    exp_inplace(buffer, rows_j);
+    for (int64_t j = 0; j < rows_j; ++j) csum[j] += buffer[j];
+  }
+  for (int64_t j = 0; j < rows_j; ++j) merge(run_max[j], run_sum[j], cmax[j], csum[j]);
+}
+
+template <typename acc_t>
+inline void mask_diagonal(acc_t* S, int64_t rows) {
+  for (int64_t i = 0; i < rows; ++i) S[i * kBlock + i] = -std::numeric_limits<acc_t>::infinity();
+}
+
+// The group's 2n rows, copied one after the other (rows of length C).
+template <typename scalar_t, typename acc_t>
+void pack_group(const Term<scalar_t, acc_t>& term, int64_t g, scalar_t* packed) {
+  for (int64_t r = 0; r < 2 * term.n; ++r) std::copy_n(term.row(g, r), term.C, packed + r * term.C);
+}
+
+// Per-row log-sum-exp of every row of the term, written to lse (G x 2n).
+template <typename scalar_t, typename acc_t>
+void forward_lse(const Term<scalar_t, acc_t>& term, acc_t* lse, std::vector<Scratch<scalar_t, acc_t>>& scratch) {
+  const int64_t rows = 2 * term.n, C = term.C;
+  std::vector<acc_t> run_max(term.groups * rows, -std::numeric_limits<acc_t>::infinity());
+  std::vector<acc_t> run_sum(term.groups * rows, acc_t(0));
+  if (term.packed()) {
+    at::parallel_for(0, term.groups, 1, [&](int64_t begin, int64_t end) {
+      auto& s = scratch[at::get_thread_num()];
+      for (int64_t g = begin; g < end; ++g) {
+        pack_group(term, g, s.packed.data());
+        similarity(s.packed.data(), rows, C, s.packed.data(), rows, C, C, s.tile.data());
+        mask_diagonal(s.tile.data(), rows);
+        row_statistics(s.tile.data(), rows, rows, &run_max[g * rows], &run_sum[g * rows], s.col_sum.data());
+      }
+    });
+  } else {
+    const int64_t nb = 2 * term.blocks_per_view();
+    for (const auto& round : tile_rounds(nb)) {
+      const int64_t tiles = static_cast<int64_t>(round.size());
+      at::parallel_for(0, term.groups * tiles, 1, [&](int64_t begin, int64_t end) {
+        auto& s = scratch[at::get_thread_num()];
+        for (int64_t item = begin; item < end; ++item) {
+          const int64_t g = item / tiles;
+          const auto [I, J] = round[item % tiles];
+          const int64_t i0 = term.block_start(I), ni = term.block_len(I);
+          const int64_t j0 = term.block_start(J), nj = term.block_len(J);
+          similarity(term.row(g, i0), ni, term.row_stride, term.row(g, j0), nj, term.row_stride, C, s.tile.data());
+          if (I == J) mask_diagonal(s.tile.data(), ni);
+          acc_t* buffer = s.packed_grad.data();  // free here: a row of exps
+          row_statistics(s.tile.data(), ni, nj, &run_max[g * rows + i0], &run_sum[g * rows + i0], buffer);
+          if (I != J) {
+            column_statistics(s.tile.data(), ni, nj, &run_max[g * rows + j0], &run_sum[g * rows + j0], s, buffer);
+          }
+        }
+      });
+    }
+  }
+  for (int64_t k = 0; k < term.groups * rows; ++k) lse[k] = run_max[k] + std::log(run_sum[k]);
+}
+
+// Sum over the term's rows of (lse - positive), in a fixed order.
+template <typename scalar_t, typename acc_t>
+double row_loss_sum(const Term<scalar_t, acc_t>& term, const acc_t* lse) {
+  const int64_t rows = 2 * term.n;
+  std::vector<double> per_group(term.groups);
+  at::parallel_for(0, term.groups, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t g = begin; g < end; ++g) {
+      double sum = 0;
+      for (int64_t r = 0; r < rows; ++r) sum += lse[g * rows + r];
+      for (int64_t r = 0; r < term.n; ++r) {
+        const scalar_t* a = term.row(g, r);
+        const scalar_t* b = term.row(g, r + term.n);
+        acc_t dot = 0;
+        for (int64_t c = 0; c < term.C; ++c) dot += static_cast<acc_t>(a[c]) * static_cast<acc_t>(b[c]);
+        sum -= 2.0 * static_cast<double>(dot);
+      }
+      per_group[g] = sum;
+    }
+  });
+  double total = 0;
+  for (double v : per_group) total += v;
+  return total;
+}
+
+// A = softmax_I(S) + softmax_J(S^T)^T in place: exp(S_ij - lse_i) + exp(S_ij - lse_j), flushed.
+template <typename acc_t>
+void probabilities(acc_t* S, int64_t rows_i, int64_t rows_j, const acc_t* lse_i, const acc_t* lse_j, bool diagonal,
+                   acc_t* buffer) {
+  for (int64_t i = 0; i < rows_i; ++i) {
+    acc_t* s = S + i * kBlock;
+    for (int64_t j = 0; j < rows_j; ++j) buffer[j] = s[j] - lse_j[j];
+    for (int64_t j = 0; j < rows_j; ++j) s[j] -= lse_i[i];
+    exp_inplace(s, rows_j);
+    exp_inplace(buffer, rows_j);
+    for (int64_t j = 0; j < rows_j; ++j) s[j] = flush(s[j] + buffer[j]);
+    if (diagonal) s[i] = 0;
+  }
+}
+
+// The tile's probabilities as BLAS operands: the tile itself, or a bf16 copy for the bf16 gemm.
+template <typename scalar_t, typename acc_t>
+const scalar_t* operand(const acc_t* A, int64_t rows_i, int64_t rows_j, Scratch<scalar_t, acc_t>& s) {
+  if constexpr (std::is_same<scalar_t, acc_t>::value) {
+    return A;
+  } else {
+    for (int64_t i = 0; i < rows_i; ++i)
+      for (int64_t j = 0; j < rows_j; ++j) s.tile_low[i * kBlock + j] = static_cast<scalar_t>(A[i * kBlock + j]);
+    return s.tile_low.data();
+  }
+}
+
+// grad += w * d(sum of row losses)/dz for every row of the term.
+template <typename scalar_t, typename acc_t>
+void backward_term(const Term<scalar_t, acc_t>& term, const acc_t* lse, acc_t w,
+                   std::vector<Scratch<scalar_t, acc_t>>& scratch) {
+  const int64_t rows = 2 * term.n, C = term.C;
+  if (term.packed()) {
+    at::parallel_for(0, term.groups, 1, [&](int64_t begin, int64_t end) {
+      auto& s = scratch[at::get_thread_num()];
+      for (int64_t g = begin; g < end; ++g) {
+        pack_group(term, g, s.packed.data());
+        similarity(s.packed.data(), rows, C, s.packed.data(), rows, C, C, s.tile.data());
+        probabilities(s.tile.data(), rows, rows, &lse[g * rows], &lse[g * rows], true, s.col_sum.data());
+        const scalar_t* A = operand(s.tile.data(), rows, rows, s);
+        // dZ^T (C x rows) = Z^T A^T: column-major views of the row-major Z and A.
+        gemm(false, false, C, rows, rows, w, s.packed.data(), C, A, kBlock, acc_t(0), s.packed_grad.data(), C);
+        for (int64_t r = 0; r < rows; ++r) {
+          acc_t* out = term.grad_row(g, r);
+          const acc_t* d = s.packed_grad.data() + r * C;
+          for (int64_t c = 0; c < C; ++c) out[c] += d[c];
+        }
+      }
+    });
+  } else {
+    const int64_t nb = 2 * term.blocks_per_view();
+    for (const auto& round : tile_rounds(nb)) {
+      const int64_t tiles = static_cast<int64_t>(round.size());
+      at::parallel_for(0, term.groups * tiles, 1, [&](int64_t begin, int64_t end) {
+        auto& s = scratch[at::get_thread_num()];
+        for (int64_t item = begin; item < end; ++item) {
+          const int64_t g = item / tiles;
+          const auto [I, J] = round[item % tiles];
+          const int64_t i0 = term.block_start(I), ni = term.block_len(I);
+          const int64_t j0 = term.block_start(J), nj = term.block_len(J);
+          const scalar_t* zi = term.row(g, i0);
+          const scalar_t* zj = term.row(g, j0);
+          const int64_t ld = term.row_stride;
+          similarity(zi, ni, ld, zj, nj, ld, C, s.tile.data());
+          probabilities(s.tile.data(), ni, nj, &lse[g * rows + i0], &lse[g * rows + j0], I == J, s.col_sum.data());
+          const scalar_t* A = operand(s.tile.data(), ni, nj, s);
+          // dZ_I^T += w Z_J^T A^T  and  dZ_J^T += w Z_I^T A (column-major views of row-major blocks).
+          gemm(false, false, C, ni, nj, w, zj, ld, A, kBlock, acc_t(1), term.grad_row(g, i0), ld);
+          if (I != J) gemm(false, true, C, nj, ni, w, zi, ld, A, kBlock, acc_t(1), term.grad_row(g, j0), ld);
+        }
+      });
+    }
+  }
+  // The positives: d(-sum_r z_r . z_pos(r))/dz_r = -2 z_pos(r).
+  at::parallel_for(0, term.groups, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t g = begin; g < end; ++g) {
+      for (int64_t r = 0; r < rows; ++r) {
+        const scalar_t* partner = term.row(g, r < term.n ? r + term.n : r - term.n);
+        acc_t* out = term.grad_row(g, r);
+        for (int64_t c = 0; c < C; ++c) out[c] -= 2 * w * static_cast<acc_t>(partner[c]);
+      }
+    }
+  });
+}
+
+// out (B, T >> level, C) = max of z over windows of 2**level along time (floor, as max_pool1d).
+template <typename scalar_t>
+void pool(const scalar_t* z, int64_t B, int64_t T, int64_t C, int64_t level, scalar_t* out) {
+  const int64_t window = int64_t(1) << level, Tl = T >> level;
+  at::parallel_for(0, B * Tl, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t b = item / Tl, t = item % Tl;
+      const scalar_t* src = z + (b * T + t * window) * C;
+      scalar_t* dst = out + item * C;
+      std::copy_n(src, C, dst);
+      for (int64_t w = 1; w < window; ++w)
+        for (int64_t c = 0; c < C; ++c) dst[c] = src[w * C + c] > dst[c] ? src[w * C + c] : dst[c];
+    }
+  });
+}
+
+// dz[b, t*, c] += grad[b, t, c], t* the first maximum of z[b, window t, c] (max_pool1d's choice).
+template <typename scalar_t, typename acc_t>
+void unpool_add(const scalar_t* z, const acc_t* grad, int64_t B, int64_t T, int64_t C, int64_t level, acc_t* dz) {
+  const int64_t window = int64_t(1) << level, Tl = T >> level;
+  at::parallel_for(0, B * Tl, 1, [&](int64_t begin, int64_t end) {
+    std::vector<scalar_t> best(C);
+    std::vector<int64_t> where(C);
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t b = item / Tl, t = item % Tl;
+      const int64_t first = b * T + t * window;
+      std::copy_n(z + first * C, C, best.begin());
+      std::fill(where.begin(), where.end(), first);
+      for (int64_t w = 1; w < window; ++w) {
+        const scalar_t* src = z + (first + w) * C;
+        for (int64_t c = 0; c < C; ++c) {
+          if (src[c] > best[c]) {
+            best[c] = src[c];
+            where[c] = first + w;
+          }
+        }
+      }
+      const acc_t* g = grad + item * C;
+      for (int64_t c = 0; c < C; ++c) dz[where[c] * C + c] += g[c];
+    }
+  });
+}
+
+template <typename scalar_t, typename acc_t>
+Term<scalar_t, acc_t> temporal_term(const scalar_t* p1, const scalar_t* p2, int64_t B, int64_t Tl, int64_t C) {
+  return {p1, p2, Tl, B, C, C, Tl * C};
+}
+
+template <typename scalar_t, typename acc_t>
+Term<scalar_t, acc_t> instance_term(const scalar_t* p1, const scalar_t* p2, int64_t B, int64_t Tl, int64_t C) {
+  return {p1, p2, B, Tl, C, Tl * C, C};
+}
+
+// Where each level's log-sum-exp lives in the flat lse tensor: temporal (B x 2 T_l) then instance (T_l x 2B).
+int64_t lse_offset(int64_t B, int64_t T, int64_t first_level, int64_t level) {
+  int64_t offset = 0;
+  for (int64_t l = first_level; l < level; ++l) offset += 4 * B * (T >> l);
+  return offset;
+}
+
+struct LevelPlan {
+  bool instance, temporal;
+  double instance_weight, temporal_weight;  // coefficients of each term's mean in the level's loss
+};
+
+LevelPlan plan(int64_t B, int64_t Tl, int64_t level, double alpha, int64_t temporal_unit) {
+  LevelPlan p;
+  p.instance = alpha != 0 && B > 1;
+  p.temporal = alpha != 1 && level >= temporal_unit && Tl > 1;
+  p.instance_weight = alpha / double(Tl * 2 * B);
+  p.temporal_weight = (1 - alpha) / double(B * 2 * Tl);
+  return p;
+}
+
+void check_inputs(const at::Tensor& z1, const at::Tensor& z2, int64_t first_level, int64_t num_levels) {
+  TORCH_CHECK(z1.dim() == 3 && z1.sizes() == z2.sizes(), "z1 and z2 must be (B, T, C) tensors of the same shape");
+  TORCH_CHECK(z1.scalar_type() == z2.scalar_type(), "z1 and z2 must have the same dtype");
+  TORCH_CHECK(z1.device().is_cpu() && z2.device().is_cpu(), "the cpp kernels take CPU tensors");
+  TORCH_CHECK(z1.is_contiguous() && z2.is_contiguous(), "z1 and z2 must be contiguous");
+  const auto dtype = z1.scalar_type();
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble || dtype == at::kBFloat16,
+              "the cpp kernels take float32, float64 or bfloat16, got ", dtype);
+  TORCH_CHECK(z1.numel() > 0, "z1 and z2 must be non-empty");
+  const int64_t T = z1.size(1);
+  TORCH_CHECK(first_level >= 0 && num_levels >= 1 && (T >> (first_level + num_levels - 1)) >= 1,
+              "levels [", first_level, ", ", first_level + num_levels, ") do not exist for length ", T);
+  TORCH_CHECK(std::max(z1.size(0), T) * 2 * z1.size(2) < std::numeric_limits<int>::max(),
+              "inputs too large for 32-bit BLAS indices");
+}
+
+at::ScalarType acc_dtype(at::ScalarType dtype) { return dtype == at::kDouble ? at::kDouble : at::kFloat; }
+
+template <typename scalar_t, typename acc_t>
+std::tuple<at::Tensor, at::Tensor> forward_impl(const at::Tensor& z1, const at::Tensor& z2, int64_t first_level,
+                                                int64_t num_levels, double alpha, int64_t temporal_unit) {
+  const int64_t B = z1.size(0), T = z1.size(1), C = z1.size(2);
+  auto acc_options = z1.options().dtype(acc_dtype(z1.scalar_type()));
+  at::Tensor losses = at::zeros({num_levels}, acc_options);
+  at::Tensor lse = at::zeros({lse_offset(B, T, first_level, first_level + num_levels)}, acc_options);
+  auto scratch = make_scratch<scalar_t, acc_t>(C);
+  for (int64_t level = first_level; level < first_level + num_levels; ++level) {
+    const int64_t Tl = T >> level;
+    const LevelPlan p = plan(B, Tl, level, alpha, temporal_unit);
+    at::Tensor p1 = z1, p2 = z2;
+    if (level > 0 && (p.instance || p.temporal)) {
+      p1 = at::empty({B, Tl, C}, z1.options());
+      p2 = at::empty({B, Tl, C}, z1.options());
+      pool(z1.data_ptr<scalar_t>(), B, T, C, level, p1.data_ptr<scalar_t>());
+      pool(z2.data_ptr<scalar_t>(), B, T, C, level, p2.data_ptr<scalar_t>());
+    }
+    const scalar_t* v1 = p1.data_ptr<scalar_t>();
+    const scalar_t* v2 = p2.data_ptr<scalar_t>();
+    acc_t* level_lse = lse.data_ptr<acc_t>() + lse_offset(B, T, first_level, level);
+    double loss = 0;
+    if (p.temporal) {
+      auto term = temporal_term<scalar_t, acc_t>(v1, v2, B, Tl, C);
+      forward_lse(term, level_lse, scratch);
+      loss += p.temporal_weight * row_loss_sum(term, level_lse);
+    }
+    if (p.instance) {
+      auto term = instance_term<scalar_t, acc_t>(v1, v2, B, Tl, C);
+      acc_t* instance_lse = level_lse + 2 * B * Tl;
+      forward_lse(term, instance_lse, scratch);
+      loss += p.instance_weight * row_loss_sum(term, instance_lse);
+    }
+    losses.data_ptr<acc_t>()[level - first_level] = static_cast<acc_t>(loss);
+  }
+  return {losses, lse};
+}
+
+template <typename scalar_t, typename acc_t>
+std::tuple<at::Tensor, at::Tensor> backward_impl(const at::Tensor& grad_losses, const at::Tensor& z1,
+                                                 const at::Tensor& z2, const at::Tensor& lse, int64_t first_level,
+                                                 int64_t num_levels, double alpha, int64_t temporal_unit) {
+  const int64_t B = z1.size(0), T = z1.size(1), C = z1.size(2);
+  auto acc_options = z1.options().dtype(acc_dtype(z1.scalar_type()));
+  at::Tensor grad = grad_losses.to(acc_dtype(z1.scalar_type())).contiguous();
+  at::Tensor dz1 = at::zeros({B, T, C}, acc_options), dz2 = at::zeros({B, T, C}, acc_options);
+  auto scratch = make_scratch<scalar_t, acc_t>(C);
+  for (int64_t level = first_level; level < first_level + num_levels; ++level) {
+    const int64_t Tl = T >> level;
+    const LevelPlan p = plan(B, Tl, level, alpha, temporal_unit);
+    const double g = static_cast<double>(grad.data_ptr<acc_t>()[level - first_level]);
+    if (g == 0 || !(p.instance || p.temporal)) continue;
+    at::Tensor p1 = z1, p2 = z2, d1 = dz1, d2 = dz2;
+    if (level > 0) {
+      p1 = at::empty({B, Tl, C}, z1.options());
+      p2 = at::empty({B, Tl, C}, z1.options());
+      pool(z1.data_ptr<scalar_t>(), B, T, C, level, p1.data_ptr<scalar_t>());
+      pool(z2.data_ptr<scalar_t>(), B, T, C, level, p2.data_ptr<scalar_t>());
+      d1 = at::zeros({B, Tl, C}, acc_options);
+      d2 = at::zeros({B, Tl, C}, acc_options);
+    }
+    const scalar_t* v1 = p1.data_ptr<scalar_t>();
+    const scalar_t* v2 = p2.data_ptr<scalar_t>();
+    const acc_t* level_lse = lse.data_ptr<acc_t>() + lse_offset(B, T, first_level, level);
+    if (p.temporal) {
+      auto term = temporal_term<scalar_t, acc_t>(v1, v2, B, Tl, C);
+      term.grad1 = d1.data_ptr<acc_t>();
+      term.grad2 = d2.data_ptr<acc_t>();
+      backward_term(term, level_lse, static_cast<acc_t>(g * p.temporal_weight), scratch);
+    }
+    if (p.instance) {
+      auto term = instance_term<scalar_t, acc_t>(v1, v2, B, Tl, C);
+      term.grad1 = d1.data_ptr<acc_t>();
+      term.grad2 = d2.data_ptr<acc_t>();
+      backward_term(term, level_lse + 2 * B * Tl, static_cast<acc_t>(g * p.instance_weight), scratch);
+    }
+    if (level > 0) {
+      unpool_add(z1.data_ptr<scalar_t>(), d1.data_ptr<acc_t>(), B, T, C, level, dz1.data_ptr<acc_t>());
+      unpool_add(z2.data_ptr<scalar_t>(), d2.data_ptr<acc_t>(), B, T, C, level, dz2.data_ptr<acc_t>());
+    }
+  }
+  return {dz1.to(z1.scalar_type()), dz2.to(z2.scalar_type())};
+}
+
+std::tuple<at::Tensor, at::Tensor> level_losses_cpu(const at::Tensor& z1, const at::Tensor& z2, int64_t first_level,
+                                                    int64_t num_levels, double alpha, int64_t temporal_unit) {
+  check_inputs(z1, z2, first_level, num_levels);
+  switch (z1.scalar_type()) {
+    case at::kDouble:
+      return forward_impl<double, double>(z1, z2, first_level, num_levels, alpha, temporal_unit);
+    case at::kBFloat16:
+      return forward_impl<at::BFloat16, float>(z1, z2, first_level, num_levels, alpha, temporal_unit);
+    default:
+      return forward_impl<float, float>(z1, z2, first_level, num_levels, alpha, temporal_unit);
+  }
+}
+
+std::tuple<at::Tensor, at::Tensor> level_losses_backward_cpu(const at::Tensor& grad_losses, const at::Tensor& z1,
+                                                             const at::Tensor& z2, const at::Tensor& lse,
+                                                             int64_t first_level, int64_t num_levels, double alpha,
+                                                             int64_t temporal_unit) {
+  check_inputs(z1, z2, first_level, num_levels);
+  const int64_t B = z1.size(0), T = z1.size(1);
+  TORCH_CHECK(grad_losses.numel() == num_levels, "grad_losses must have one entry per level");
+  TORCH_CHECK(lse.is_contiguous() && lse.scalar_type() == acc_dtype(z1.scalar_type()) &&
+                  lse.numel() == lse_offset(B, T, first_level, first_level + num_levels),
+              "lse must be the log-sum-exp the forward returned");
+  switch (z1.scalar_type()) {
+    case at::kDouble:
+      return backward_impl<double, double>(grad_losses, z1, z2, lse, first_level, num_levels, alpha, temporal_unit);
+    case at::kBFloat16:
+      return backward_impl<at::BFloat16, float>(grad_losses, z1, z2, lse, first_level, num_levels, alpha,
+                                                temporal_unit);
+    default:
+      return backward_impl<float, float>(grad_losses, z1, z2, lse, first_level, num_levels, alpha, temporal_unit);
+  }
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(arl_fast, CPU, m) {
+  m.impl("cpp_level_losses", &level_losses_cpu);
+  m.impl("cpp_level_losses_backward", &level_losses_backward_cpu);
+}
+
+}  // namespace arl_fast
