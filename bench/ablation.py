@@ -229,12 +229,15 @@ def _fmt_ms(values, digits):
 
 
 def _fmt_diff(result, digits=3):
+    def signed(x):
+        return f"{round(x, digits) + 0.0:+.{digits}f}"  # + 0.0: no "-0.000"
+
     if result is None:
         return "-"
     if result["ci"] is None:
-        return f"{result['mean']:+.{digits}f} (n=1, no interval)"
+        return f"{signed(result['mean'])} (n=1, no interval)"
     lo, hi = result["ci"]
-    return f"{result['mean']:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]"
+    return f"{signed(result['mean'])} [{signed(lo)}, {signed(hi)}]"
 
 
 def summarise(runs, settings, variants):
