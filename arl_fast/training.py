@@ -168,7 +168,7 @@ def read_checkpoint(path) -> dict:
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except OSError:
+    except PermissionError:
         raise
     except Exception as error:  # zip reader, unpickler or weights-only guard: the file is not a checkpoint of ours
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -428,8 +428,9 @@ def fit(model, data: torch.Tensor, n_epochs, n_iters, progress, checkpoint, chec
                 interrupted, diverged = _agree(world, stop.requested, not math.isfinite(values[0]))
                 if diverged:
                     kept = f"; {checkpoint} keeps the last checkpoint" if checkpoint and Path(checkpoint).exists() else ""
+                    on_rank = f" on rank {world.rank}" if world.size > 1 else ""
                     raise TrainingDiverged(
-                        f"training diverged: the loss became non-finite ({values[0]} on rank {world.rank}) at "
+                        f"training diverged: the loss became non-finite ({values[0]}{on_rank}) at "
                         f"epoch {model.n_epochs}, step {step} (iteration {model.n_iters}); the model keeps the "
                         f"weights from before that step{kept}. Try a lower lr (lr={model.lr})"
                     )
