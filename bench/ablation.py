@@ -109,26 +109,26 @@ def write_atomically(path: Path, data: dict) -> None:
 
 
 def run_config(setting, dataset, budget_override, backend) -> dict:
-    """What a run's result depends on besides seed and variant; a resumed run must match it."""
+    """What a run's result depends on besides seed and variant (``backend``: the resolved loss backend, so runs
+    timed with different backends never mix); a resumed study must match it."""
     spec = SETTINGS[setting]
     return {
         "setting": setting, "model": spec["model"], "classifier": spec["classifier"], **COMMON,
-        "budget": budget_override or spec["budgets"][dataset], "backend_requested": backend,
+        "budget": budget_override or spec["budgets"][dataset], "backend": backend,
     }
 
 
-def train_one(data, setting, dataset, variant, seed, config, threads) -> dict:
+def train_one(data, setting, dataset, variant, seed, config, threads, backend_requested="auto") -> dict:
     """Train and evaluate one model; return its run record."""
     import torch
 
     from arl_fast import TS2Vec
-    from arl_fast.backends import resolve_backend
     from arl_fast.evaluation import classification_accuracy
 
     device = torch.device("cpu")
     model = TS2Vec(
         data.X_train.shape[2], **config["model"], loss=variant, temporal_unit=config["temporal_unit"],
-        backend=config["backend_requested"], lr=config["lr"], batch_size=config["batch_size"],
+        backend=config["backend"], lr=config["lr"], batch_size=config["batch_size"],
         max_train_length=config["max_train_length"], device=device, seed=seed,
     )
     start = time.perf_counter()
@@ -141,7 +141,7 @@ def train_one(data, setting, dataset, variant, seed, config, threads) -> dict:
         "setting": setting, "dataset": dataset, "variant": variant, "seed": seed,
         "accuracy": float(accuracy), "train_time_s": train_time,
         "epochs": model.n_epochs, "iters": model.n_iters, "length": int(data.X_train.shape[1]),
-        "config": config, "backend": resolve_backend(config["backend_requested"], device),
+        "config": config, "backend": config["backend"], "backend_requested": backend_requested,
         "cpu": cpu_model(), "torch_threads": threads, "torch": torch.__version__, "python": platform.python_version(),
         "command": shlex.join(sys.argv), "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "loss_log": [{"epoch": e["epoch"], "loss": e["loss"]} for e in model.loss_log],
@@ -153,7 +153,7 @@ def warm_up(data, config) -> None:
     """One untimed training step, so one-time costs (lazy imports, thread pools) fall on no timed run."""
     from arl_fast import TS2Vec
 
-    model = TS2Vec(data.X_train.shape[2], **config["model"], backend=config["backend_requested"], device="cpu",
+    model = TS2Vec(data.X_train.shape[2], **config["model"], backend=config["backend"], device="cpu",
                    max_train_length=config["max_train_length"], seed=0)
     model.fit(data.X_train[: config["batch_size"]], n_iters=1, progress=False)
 
@@ -162,7 +162,9 @@ def run_study(args) -> None:
     import torch
 
     from arl_fast import load_uea
+    from arl_fast.backends import resolve_backend
 
+    backend = resolve_backend(args.backend, torch.device("cpu"))  # "auto": the fastest CPU backend built here
     if args.threads:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
@@ -171,7 +173,7 @@ def run_study(args) -> None:
     cache, warmed = {}, False
     for index, (seed, setting, dataset, variant) in enumerate(todo, 1):
         path = run_path(args.out, setting, dataset, variant, seed)
-        config = run_config(setting, dataset, override, args.backend)
+        config = run_config(setting, dataset, override, backend)
         if path.exists():
             saved = json.loads(path.read_text())["config"]
             if saved != config:
@@ -183,7 +185,7 @@ def run_study(args) -> None:
         if not warmed:
             warm_up(cache[dataset], config)
             warmed = True
-        record = train_one(cache[dataset], setting, dataset, variant, seed, config, threads)
+        record = train_one(cache[dataset], setting, dataset, variant, seed, config, threads, args.backend)
         write_atomically(path, record)
         print(f"[{index}/{len(todo)}] {setting} {dataset} {variant} seed {seed}: "
               f"accuracy {record['accuracy']:.3f}, {record['train_time_s']:.1f} s", flush=True)
@@ -365,7 +367,8 @@ def plot_setting(path, setting, per_dataset, variants):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    markers = dict(zip(VARIANTS, "osD^v"))
+    markers = dict(zip(VARIANTS, "osD^v"))  # the same marker and colour per variant in every figure
+    colors = {variant: f"C{i}" for i, variant in enumerate(VARIANTS)}
     fig = Figure(figsize=(4.2 * len(per_dataset) + 1.8, 3.8), layout="constrained")
     axes = fig.subplots(1, len(per_dataset), squeeze=False)[0]
     for ax, (dataset, per_variant) in zip(axes, per_dataset.items()):
@@ -376,7 +379,8 @@ def plot_setting(path, setting, per_dataset, variants):
             t_mean, t_std = _mean_std([r["train_time_s"] for r in vr])
             a_mean, a_std = _mean_std([r["accuracy"] for r in vr])
             ax.errorbar(t_mean, a_mean, xerr=np.nan_to_num(t_std), yerr=np.nan_to_num(a_std),
-                        marker=markers.get(variant, "x"), color=f"C{index}", capsize=3, linestyle="none",
+                        marker=markers.get(variant, "x"), color=colors.get(variant, f"C{index + 5}"), capsize=3,
+                        linestyle="none",
                         label=variant)
         ax.set_title(dataset)
         ax.set_xlabel("training time (s)")
@@ -400,7 +404,8 @@ def main(argv=None):
     parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
     parser.add_argument("--only", nargs="+", metavar="DATASET", help="only these datasets (MotorImagery: only so)")
     parser.add_argument("--variants", nargs="+", default=VARIANTS, help=f"({' '.join(VARIANTS)})")
-    parser.add_argument("--backend", default="auto", help="loss backend, recorded per run (auto)")
+    parser.add_argument("--backend", default="auto",
+                        help="loss backend: auto (the fastest built for CPU), reference, cpp; recorded per run (auto)")
     parser.add_argument("--threads", type=int, help="torch threads (default: PyTorch's choice)")
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--epochs", type=int, help="override every budget (smoke tests; not for the study)")

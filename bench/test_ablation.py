@@ -16,7 +16,7 @@ def fake_run(out, variant, seed, accuracy, time_s, dataset="ACSF1", setting="pap
     record = {
         "setting": setting, "dataset": dataset, "variant": variant, "seed": seed, "accuracy": accuracy,
         "train_time_s": time_s, "epochs": 20, "iters": 240, "length": 1460,
-        "config": ablation.run_config(setting, dataset, None, "auto"), "backend": "reference", "cpu": "test CPU",
+        "config": ablation.run_config(setting, dataset, None, "reference"), "backend": "reference", "cpu": "test CPU",
         "torch_threads": 2, "torch": "x", "python": "3", "command": "bench/ablation.py", "finished": "now",
         "loss_log": [], "adaptive_history": None,
     }
@@ -69,14 +69,14 @@ def test_study_skips_existing_runs_and_refuses_another_configuration(tmp_path, m
     monkeypatch.setattr(arl_fast, "load_uea", lambda name, data_dir=None: name)
     monkeypatch.setattr(ablation, "warm_up", lambda data, config: None)
 
-    def train_one(data, setting, dataset, variant, seed, config, threads):
+    def train_one(data, setting, dataset, variant, seed, config, threads, backend_requested):
         trained.append((dataset, variant, seed))
         return {"accuracy": 0.5, "train_time_s": 1.0, "config": config}
 
     monkeypatch.setattr(ablation, "train_one", train_one)
     args = ["--out", str(tmp_path), "--only", "AtrialFibrillation", "--settings", "paper", "--seeds", "2",
-            "--variants", "hierarchical", "uniform", "--iters", "3"]
-    fake_config = ablation.run_config("paper", "AtrialFibrillation", {"n_iters": 3}, "auto")
+            "--variants", "hierarchical", "uniform", "--backend", "reference", "--iters", "3"]
+    fake_config = ablation.run_config("paper", "AtrialFibrillation", {"n_iters": 3}, "reference")
     path = ablation.run_path(tmp_path, "paper", "AtrialFibrillation", "uniform", 0)
     ablation.write_atomically(path, {"config": fake_config})
     monkeypatch.setattr(ablation, "build_report", lambda *a, **k: "")
