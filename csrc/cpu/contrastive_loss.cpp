@@ -287,9 +287,9 @@ double row_loss_sum(const Term<scalar_t, acc_t>& term, const acc_t* lse) {
       for (int64_t r = 0; r < term.n; ++r) {
         const scalar_t* a = term.row(g, r);
         const scalar_t* b = term.row(g, r + term.n);
-        acc_t dot = 0;
-        for (int64_t c = 0; c < term.C; ++c) dot += static_cast<acc_t>(a[c]) * static_cast<acc_t>(b[c]);
-        sum -= 2.0 * static_cast<double>(dot);
+        double dot = 0;  // in double: the loss is a small difference of large terms
+        for (int64_t c = 0; c < term.C; ++c) dot += static_cast<double>(a[c]) * static_cast<double>(b[c]);
+        sum -= 2.0 * dot;
       }
       per_group[g] = sum;
     }
