@@ -392,7 +392,7 @@ def fit(model, data: torch.Tensor, n_epochs, n_iters, progress, checkpoint, chec
         _sync_from_rank0(model, world)
         device_ids = [model.device.index if model.device.index is not None else torch.cuda.current_device()] \
             if model.device.type == "cuda" else None
-        net = nn.parallel.DistributedDataParallel(net, device_ids=device_ids, broadcast_buffers=False)
+        net = nn.parallel.DistributedDataParallel(net, device_ids=device_ids)
 
     if model._epoch is not None and not _continues(model._epoch, n_series, world, batch_size, n_levels):
         warnings.warn(f"epoch {model.n_epochs} was interrupted on other data, batch size or number of ranks: "
