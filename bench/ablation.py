@@ -131,9 +131,11 @@ def train_one(data, setting, dataset, variant, seed, config, threads, backend_re
         backend=config["backend"], lr=config["lr"], batch_size=config["batch_size"],
         max_train_length=config["max_train_length"], device=device, seed=seed,
     )
+    load_before = os.getloadavg()[0]
     start = time.perf_counter()
     model.fit(data.X_train, **config["budget"], progress=False)
     train_time = time.perf_counter() - start
+    load_after = os.getloadavg()[0]
     features = [model.encode(X, "full_series") for X in (data.X_train, data.X_test)]
     accuracy = classification_accuracy(features[0], data.y_train, features[1], data.y_test, config["classifier"])
     history = getattr(model.loss, "history", None)
@@ -142,7 +144,8 @@ def train_one(data, setting, dataset, variant, seed, config, threads, backend_re
         "accuracy": float(accuracy), "train_time_s": train_time,
         "epochs": model.n_epochs, "iters": model.n_iters, "length": int(data.X_train.shape[1]),
         "config": config, "backend": config["backend"], "backend_requested": backend_requested,
-        "cpu": cpu_model(), "torch_threads": threads, "torch": torch.__version__, "python": platform.python_version(),
+        "cpu": cpu_model(), "torch_threads": threads, "load_average_1min": [load_before, load_after],
+        "cores": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
         "command": shlex.join(sys.argv), "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "loss_log": [{"epoch": e["epoch"], "loss": e["loss"]} for e in model.loss_log],
         "adaptive_history": history,
@@ -270,6 +273,11 @@ def build_report(out, settings=tuple(SETTINGS), variants=tuple(VARIANTS), seeds=
     machines = sorted({(r["cpu"], r["torch_threads"], r["backend"], r["torch"]) for r in runs})
     for cpu, threads, backend, torch_version in machines:
         lines.append(f"Machine: {cpu}, {threads} torch threads, backend `{backend}`, torch {torch_version}.")
+    loads = [x for r in runs for x in r.get("load_average_1min", [])]
+    if loads:  # timing noise: load above the core count means the runs shared the CPUs with other work
+        cores = max(r.get("cores") or 0 for r in runs)
+        lines.append(f"1-minute load average at the start and end of the runs: median {np.median(loads):.1f}, "
+                     f"max {max(loads):.1f} ({cores} cores).")
     lines += ["", "Variants: `hierarchical` (TS2Vec's loss, every level every step); `adaptive` (eq. 5-6, one "
               "level per epoch, all levels probed every 4th step); `adaptive@0.1` (eq. 5 at temperature 0.1); "
               "`uniform` (one level per epoch drawn uniformly, no probes); `finest` (level 0 only). "
