@@ -16,10 +16,10 @@ most of the saving on long series.  The default, every 4th step, costs about
 step moves them by 0.17 on average, no more than probing a quarter of every
 batch, which costs more (``bench/results/probe_options_ACSF1.txt``).
 
-Two baselines share the module and its one-level cost, to tell apart what the saving comes from
-(training one resolution per epoch) and what the choice adds: ``selection="uniform"`` draws each epoch's
-resolution uniformly among those the epoch's batches had, without probes or scores; ``selection="finest"``
-trains level 0 (full length) of every batch.  :func:`variant_options` maps the names ``compare`` and
+Two baselines also train one level per step, without probes, to tell apart what the saving comes from
+(training one resolution per epoch) and what eq. 5's choice adds: ``selection="uniform"`` draws each epoch's
+resolution uniformly among those the epoch's batches had (the same cost as eq. 5 less its probes);
+``selection="finest"`` trains level 0 (full length, the costliest level) of every batch.  :func:`variant_options` maps the names ``compare`` and
 ``TS2Vec(loss=...)`` accept (``"adaptive"``, ``"adaptive@0.1"``, ``"uniform"``, ``"finest"``) to arguments.
 
 Under ``torch.distributed`` the epoch sums are all-reduced, so every rank
