@@ -97,8 +97,10 @@ class TS2VecTransformer(BaseCollectionTransformer):
     ----------
     output_dims, hidden_dims, depth : int, default=320, 64, 10
         Representation size, hidden channels and number of residual blocks (TS2Vec's).
-    loss : "hierarchical", "adaptive" or callable, default="hierarchical"
-        The contrastive loss; a callable ``(z1, z2) -> scalar tensor`` is also accepted.
+    loss : str or callable, default="hierarchical"
+        The contrastive loss: "hierarchical" (TS2Vec's), "adaptive" (one
+        resolution per epoch), any other name :class:`arl_fast.TS2Vec` takes,
+        or a callable ``(z1, z2) -> scalar tensor``.
     backend : str, default="auto"
         Loss backend: "auto", "reference", "triton" or "cpp" (see the README).
     n_epochs, n_iters : int or None, default=None
@@ -122,12 +124,13 @@ class TS2VecTransformer(BaseCollectionTransformer):
         "auto" trains on CUDA when available, else on the CPU.
     random_state : int, RandomState or None, default=None
         An int is TS2Vec's ``seed``: it fixes the weights, crops, masks,
-        dropout and the adaptive draws, so the same int gives the same
-        features on CPU.  A RandomState draws a seed.  GPU training is not
-        bit-for-bit reproducible.
+        dropout and the adaptive draws, so the same int (and ``n_jobs``) gives
+        the same features on CPU.  A RandomState draws a seed.  GPU training
+        is not bit-for-bit reproducible.
     n_jobs : int, default=1
         Torch CPU threads during ``fit`` and ``transform`` (restored after);
-        -1 uses every core.
+        -1 uses every core.  Another thread count sums in another order, so
+        features then agree to rounding only.
     verbose : bool, default=False
         Show a progress bar while training.
 
@@ -210,11 +213,12 @@ class TS2VecTransformer(BaseCollectionTransformer):
         full_series = isinstance(encoding_window, str) and encoding_window == "full_series"
         self.set_tags(**{
             "output_data_type": "Tabular" if full_series else "Collection",
-            "non_deterministic": not _runs_on_cpu(device),  # CUDA kernels use atomics
+            # On CUDA, gather's backward and cuDNN's convolution backward accumulate with atomics.
+            "non_deterministic": not _runs_on_cpu(device),
         })
 
     def _preprocess_collection(self, X, store_metadata=True):
-        # aeon fails on empty input with an IndexError: say what is expected instead.
+        """aeon's checks and conversion, after rejecting empty input (on which aeon fails with an IndexError)."""
         if isinstance(X, (list, tuple, np.ndarray)) and len(X) == 0:
             raise ValueError("X must hold at least one series, got an empty collection")
         if isinstance(X, np.ndarray) and X.ndim in (2, 3) and X.shape[-1] == 0:
@@ -273,7 +277,7 @@ class TS2VecTransformer(BaseCollectionTransformer):
 
     @classmethod
     def _get_test_params(cls, parameter_set="default"):
-        """Tiny models and budgets so aeon's checks run in seconds on a CPU."""
+        """Tiny models and budgets so aeon's checks run in seconds; on the CPU, where training is deterministic."""
         tiny = {
             "output_dims": 4, "hidden_dims": 4, "depth": 1, "n_epochs": 1, "batch_size": 4, "device": "cpu",
         }
