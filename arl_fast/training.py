@@ -408,7 +408,7 @@ def fit(model, data: torch.Tensor, n_epochs, n_iters, progress, checkpoint, chec
     new_entries = []
     saved_at = None  # n_iters of the last checkpoint this call wrote
     model._net.train()
-    with StopRequest() as stop:
+    with StopRequest() as stop, bar:
         while (n_epochs is None or model.n_epochs < n_epochs) and (n_iters is None or model.n_iters < n_iters):
             if model._epoch is None:
                 model._epoch = _new_epoch(model, n_series, world, batch_size, n_levels)
@@ -445,7 +445,6 @@ def fit(model, data: torch.Tensor, n_epochs, n_iters, progress, checkpoint, chec
                 if interrupted:
                     if checkpoint is not None:
                         save_checkpoint(model, checkpoint, world)
-                    bar.close()
                     where = f"; checkpoint: {checkpoint}" if checkpoint is not None else ""
                     raise KeyboardInterrupt(f"training interrupted at iteration {model.n_iters}{where}")
             if epoch["step"] < per_epoch:
@@ -470,5 +469,4 @@ def fit(model, data: torch.Tensor, n_epochs, n_iters, progress, checkpoint, chec
                 saved_at = model.n_iters
         if checkpoint is not None and saved_at != model.n_iters:
             save_checkpoint(model, checkpoint, world)
-    bar.close()
     return new_entries

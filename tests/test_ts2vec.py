@@ -210,7 +210,7 @@ def test_save_load_round_trip_and_resume(tmp_path):
     with pytest.raises(ValueError, match="hidden_dims=8"):
         TS2Vec(2, output_dims=8, hidden_dims=16, depth=1, device="cpu").load(tmp_path / "model.pt")
     (tmp_path / "other.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError, match="other.pt is not a readable TS2Vec checkpoint"):
         TS2Vec.from_checkpoint(tmp_path / "other.pt")
 
 
