@@ -395,7 +395,7 @@ def fit(model, data: torch.Tensor, n_epochs, n_iters, progress, checkpoint, chec
         net = nn.parallel.DistributedDataParallel(net, device_ids=device_ids)
 
     if model._epoch is not None and not _continues(model._epoch, n_series, world, batch_size, n_levels):
-        warnings.warn(f"epoch {model.n_epochs} was interrupted on other data, batch size or number of ranks: "
+        warnings.warn(f"epoch {model.n_epochs} stopped part-way with other data, batch size or number of ranks: "
                       "it starts over", stacklevel=3)
         model._epoch = None
     done_in_epoch = 0 if model._epoch is None else model._epoch["step"]
