@@ -42,7 +42,7 @@ def _extension_options():
                 _without_extension(f"compiling failed: {error}")
 
     march = os.environ.get("ARL_FAST_MARCH", "native")
-    compile_args = ["-O3", "-fopenmp", "-std=c++17"] + ([f"-march={march}"] if march else [])
+    compile_args = ["-O3", "-fopenmp", "-std=c++20"] + ([f"-march={march}"] if march else [])
     extension = CppExtension("arl_fast._C", SOURCES, extra_compile_args=compile_args, extra_link_args=["-fopenmp"])
     return {"ext_modules": [extension], "cmdclass": {"build_ext": TolerantBuildExtension.with_options(use_ninja=True)}}
 

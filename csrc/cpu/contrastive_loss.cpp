@@ -54,7 +54,7 @@ void cblas_gemm_bf16bf16f32(int layout, int transa, int transb, int m, int n, in
 namespace arl_fast {
 namespace {
 
-constexpr int64_t kBlock = 128;  // rows per tile: a 128 x 128 fp32 tile (64 KiB) stays in L2 beside its operands
+constexpr int64_t kBlock = 256;  // rows per tile
 constexpr int kColMajor = 102, kNoTrans = 111, kTrans = 112;  // CBLAS enums
 
 // Column-major C = alpha * op(A) op(B) + beta * C, as BLAS defines it.
@@ -79,21 +79,40 @@ inline void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
                          c, ldc);
 }
 
-// exp over a contiguous run, vectorised for float (at::vec), plain for double (the exact path).
-inline void exp_inplace(float* x, int64_t len) {
-  using Vec = at::vec::Vectorized<float>;
-  int64_t i = 0;
-  for (; i + Vec::size() <= len; i += Vec::size()) Vec::loadu(x + i).exp_u20().store(x + i);
-  for (; i < len; ++i) x[i] = std::exp(x[i]);
+template <typename acc_t>
+using Vec = at::vec::Vectorized<acc_t>;
+
+// exp of a vector: at::vec's polynomial for float, lane by lane for double (the exact path).
+inline Vec<float> vexp(const Vec<float>& x) { return x.exp_u20(); }
+inline Vec<double> vexp(const Vec<double>& x) { return x.map(std::exp); }
+
+template <typename acc_t>
+inline acc_t max_of(const acc_t* x, int64_t len) {
+  return at::vec::reduce_all<acc_t>([](Vec<acc_t>& a, Vec<acc_t>& b) { return at::vec::maximum(a, b); }, x, len);
 }
-inline void exp_inplace(double* x, int64_t len) {
-  for (int64_t i = 0; i < len; ++i) x[i] = std::exp(x[i]);
+
+// sum_j exp(x_j - shift), in one pass.
+template <typename acc_t>
+inline acc_t sum_exp(const acc_t* x, int64_t len, acc_t shift) {
+  using V = Vec<acc_t>;
+  const V s(shift);
+  V total(0);
+  int64_t j = 0;
+  for (; j + V::size() <= len; j += V::size()) total = total + vexp(V::loadu(x + j) - s);
+  acc_t sum = at::vec::vec_reduce_all<acc_t>([](V& a, V& b) { return a + b; }, total);
+  for (; j < len; ++j) sum += std::exp(x[j] - shift);
+  return sum;
 }
 
 // Values below the normal range are < 1e-38 of the row's mass: zero them so that BLAS never sees a denormal.
 template <typename acc_t>
 inline acc_t flush(acc_t x) {
   return x < std::numeric_limits<acc_t>::min() ? acc_t(0) : x;
+}
+
+template <typename acc_t>
+inline Vec<acc_t> flush(const Vec<acc_t>& x) {
+  return Vec<acc_t>::blendv(Vec<acc_t>(0), x, x >= Vec<acc_t>(std::numeric_limits<acc_t>::min()));
 }
 
 // One InfoNCE term of one level: G groups of 2n rows of length C, read through strides.
@@ -185,40 +204,36 @@ inline void merge(acc_t& run_max, acc_t& run_sum, acc_t part_max, acc_t part_sum
   }
 }
 
-// Row statistics of rows_i rows of S (length rows_j each) merged into (row_max, row_sum); S is left intact.
+// Row statistics of rows_i rows of S (length rows_j each) merged into (row_max, row_sum).
 template <typename acc_t>
-void row_statistics(const acc_t* S, int64_t rows_i, int64_t rows_j, acc_t* row_max, acc_t* row_sum,
-                    acc_t* buffer) {
+void row_statistics(const acc_t* S, int64_t rows_i, int64_t rows_j, acc_t* row_max, acc_t* row_sum) {
   for (int64_t i = 0; i < rows_i; ++i) {
     const acc_t* s = S + i * kBlock;
-    acc_t m = -std::numeric_limits<acc_t>::infinity();
-    for (int64_t j = 0; j < rows_j; ++j) m = std::max(m, s[j]);
+    const acc_t m = max_of(s, rows_j);
     if (m == -std::numeric_limits<acc_t>::infinity()) continue;
-    for (int64_t j = 0; j < rows_j; ++j) buffer[j] = s[j] - m;
-    exp_inplace(buffer, rows_j);
-    acc_t sum = 0;
-    for (int64_t j = 0; j < rows_j; ++j) sum += buffer[j];
-    merge(row_max[i], row_sum[i], m, sum);
+    merge(row_max[i], row_sum[i], m, sum_exp(s, rows_j, m));
   }
 }
 
-// Column statistics of S merged into (col_max_out, col_sum_out): the rows of J seen through S_JI = S_IJ^T.
+// Column statistics of S merged into (run_max, run_sum): the rows of J seen through S_JI = S_IJ^T.
 template <typename scalar_t, typename acc_t>
 void column_statistics(const acc_t* S, int64_t rows_i, int64_t rows_j, acc_t* run_max, acc_t* run_sum,
-                       Scratch<scalar_t, acc_t>& scratch, acc_t* buffer) {
+                       Scratch<scalar_t, acc_t>& scratch) {
+  using V = Vec<acc_t>;
   acc_t* cmax = scratch.col_max.data();
   acc_t* csum = scratch.col_sum.data();
-  std::fill(cmax, cmax + rows_j, -std::numeric_limits<acc_t>::infinity());
+  std::copy_n(S, rows_j, cmax);
+  for (int64_t i = 1; i < rows_i; ++i) {
+    at::vec::map2<acc_t>([](V a, V b) { return at::vec::maximum(a, b); }, cmax, cmax, S + i * kBlock, rows_j);
+  }
   std::fill(csum, csum + rows_j, acc_t(0));
   for (int64_t i = 0; i < rows_i; ++i) {
     const acc_t* s = S + i * kBlock;
-    for (int64_t j = 0; j < rows_j; ++j) cmax[j] = std::max(cmax[j], s[j]);
-  }
-  for (int64_t i = 0; i < rows_i; ++i) {
-    const acc_t* s = S + i * kBlock;
-    for (int64_t j = 0; j < rows_j; ++j) buffer[j] = s[j] - cmax[j];
-    exp_inplace(buffer, rows_j);
-    for (int64_t j = 0; j < rows_j; ++j) csum[j] += buffer[j];
+    int64_t j = 0;
+    for (; j + V::size() <= rows_j; j += V::size()) {
+      (V::loadu(csum + j) + vexp(V::loadu(s + j) - V::loadu(cmax + j))).store(csum + j);
+    }
+    for (; j < rows_j; ++j) csum[j] += std::exp(s[j] - cmax[j]);
   }
   for (int64_t j = 0; j < rows_j; ++j) merge(run_max[j], run_sum[j], cmax[j], csum[j]);
 }
@@ -247,7 +262,7 @@ void forward_lse(const Term<scalar_t, acc_t>& term, acc_t* lse, std::vector<Scra
         pack_group(term, g, s.packed.data());
         similarity(s.packed.data(), rows, C, s.packed.data(), rows, C, C, s.tile.data());
         mask_diagonal(s.tile.data(), rows);
-        row_statistics(s.tile.data(), rows, rows, &run_max[g * rows], &run_sum[g * rows], s.col_sum.data());
+        row_statistics(s.tile.data(), rows, rows, &run_max[g * rows], &run_sum[g * rows]);
       }
     });
   } else {
@@ -263,11 +278,8 @@ void forward_lse(const Term<scalar_t, acc_t>& term, acc_t* lse, std::vector<Scra
           const int64_t j0 = term.block_start(J), nj = term.block_len(J);
           similarity(term.row(g, i0), ni, term.row_stride, term.row(g, j0), nj, term.row_stride, C, s.tile.data());
           if (I == J) mask_diagonal(s.tile.data(), ni);
-          acc_t* buffer = s.packed_grad.data();  // free here: a row of exps
-          row_statistics(s.tile.data(), ni, nj, &run_max[g * rows + i0], &run_sum[g * rows + i0], buffer);
-          if (I != J) {
-            column_statistics(s.tile.data(), ni, nj, &run_max[g * rows + j0], &run_sum[g * rows + j0], s, buffer);
-          }
+          row_statistics(s.tile.data(), ni, nj, &run_max[g * rows + i0], &run_sum[g * rows + i0]);
+          if (I != J) column_statistics(s.tile.data(), ni, nj, &run_max[g * rows + j0], &run_sum[g * rows + j0], s);
         }
       });
     }
@@ -301,15 +313,17 @@ double row_loss_sum(const Term<scalar_t, acc_t>& term, const acc_t* lse) {
 
 // A = softmax_I(S) + softmax_J(S^T)^T in place: exp(S_ij - lse_i) + exp(S_ij - lse_j), flushed.
 template <typename acc_t>
-void probabilities(acc_t* S, int64_t rows_i, int64_t rows_j, const acc_t* lse_i, const acc_t* lse_j, bool diagonal,
-                   acc_t* buffer) {
+void probabilities(acc_t* S, int64_t rows_i, int64_t rows_j, const acc_t* lse_i, const acc_t* lse_j, bool diagonal) {
+  using V = Vec<acc_t>;
   for (int64_t i = 0; i < rows_i; ++i) {
     acc_t* s = S + i * kBlock;
-    for (int64_t j = 0; j < rows_j; ++j) buffer[j] = s[j] - lse_j[j];
-    for (int64_t j = 0; j < rows_j; ++j) s[j] -= lse_i[i];
-    exp_inplace(s, rows_j);
-    exp_inplace(buffer, rows_j);
-    for (int64_t j = 0; j < rows_j; ++j) s[j] = flush(s[j] + buffer[j]);
+    const V row_lse(lse_i[i]);
+    int64_t j = 0;
+    for (; j + V::size() <= rows_j; j += V::size()) {
+      const V x = V::loadu(s + j);
+      flush(vexp(x - row_lse) + vexp(x - V::loadu(lse_j + j))).store(s + j);
+    }
+    for (; j < rows_j; ++j) s[j] = flush(std::exp(s[j] - lse_i[i]) + std::exp(s[j] - lse_j[j]));
     if (diagonal) s[i] = 0;
   }
 }
@@ -337,7 +351,7 @@ void backward_term(const Term<scalar_t, acc_t>& term, const acc_t* lse, acc_t w,
       for (int64_t g = begin; g < end; ++g) {
         pack_group(term, g, s.packed.data());
         similarity(s.packed.data(), rows, C, s.packed.data(), rows, C, C, s.tile.data());
-        probabilities(s.tile.data(), rows, rows, &lse[g * rows], &lse[g * rows], true, s.col_sum.data());
+        probabilities(s.tile.data(), rows, rows, &lse[g * rows], &lse[g * rows], true);
         const scalar_t* A = operand(s.tile.data(), rows, rows, s);
         // dZ^T (C x rows) = Z^T A^T: column-major views of the row-major Z and A.
         gemm(false, false, C, rows, rows, w, s.packed.data(), C, A, kBlock, acc_t(0), s.packed_grad.data(), C);
@@ -363,7 +377,7 @@ void backward_term(const Term<scalar_t, acc_t>& term, const acc_t* lse, acc_t w,
           const scalar_t* zj = term.row(g, j0);
           const int64_t ld = term.row_stride;
           similarity(zi, ni, ld, zj, nj, ld, C, s.tile.data());
-          probabilities(s.tile.data(), ni, nj, &lse[g * rows + i0], &lse[g * rows + j0], I == J, s.col_sum.data());
+          probabilities(s.tile.data(), ni, nj, &lse[g * rows + i0], &lse[g * rows + j0], I == J);
           const scalar_t* A = operand(s.tile.data(), ni, nj, s);
           // dZ_I^T += w Z_J^T A^T  and  dZ_J^T += w Z_I^T A (column-major views of row-major blocks).
           gemm(false, false, C, ni, nj, w, zj, ld, A, kBlock, acc_t(1), term.grad_row(g, i0), ld);
@@ -400,29 +414,36 @@ void pool(const scalar_t* z, int64_t B, int64_t T, int64_t C, int64_t level, sca
   });
 }
 
-// dz[b, t*, c] += grad[b, t, c], t* the first maximum of z[b, window t, c] (max_pool1d's choice).
+// dz[b, t*, c] += grad[b, t, c], t* the first maximum of z[b, window t, c] (max_pool1d's choice), found as the
+// first row of the window equal to the pooled value.
 template <typename scalar_t, typename acc_t>
-void unpool_add(const scalar_t* z, const acc_t* grad, int64_t B, int64_t T, int64_t C, int64_t level, acc_t* dz) {
+void unpool_add(const scalar_t* z, const scalar_t* pooled, const acc_t* grad, int64_t B, int64_t T, int64_t C,
+                int64_t level, acc_t* dz) {
   const int64_t window = int64_t(1) << level, Tl = T >> level;
   at::parallel_for(0, B * Tl, 1, [&](int64_t begin, int64_t end) {
-    std::vector<scalar_t> best(C);
-    std::vector<int64_t> where(C);
     for (int64_t item = begin; item < end; ++item) {
-      const int64_t b = item / Tl, t = item % Tl;
-      const int64_t first = b * T + t * window;
-      std::copy_n(z + first * C, C, best.begin());
-      std::fill(where.begin(), where.end(), first);
-      for (int64_t w = 1; w < window; ++w) {
-        const scalar_t* src = z + (first + w) * C;
-        for (int64_t c = 0; c < C; ++c) {
-          if (src[c] > best[c]) {
-            best[c] = src[c];
-            where[c] = first + w;
+      const int64_t first = (item / Tl) * T + (item % Tl) * window;
+      const scalar_t* p = pooled + item * C;
+      const acc_t* g = grad + item * C;
+      int64_t c = 0;
+      if constexpr (std::is_same<scalar_t, acc_t>::value) {
+        using V = Vec<acc_t>;
+        for (; c + V::size() <= C; c += V::size()) {
+          const V pv = V::loadu(p + c), gv = V::loadu(g + c);
+          V taken(0);  // all-ones bits in the lanes whose maximum is already found
+          for (int64_t w = 0; w < window; ++w) {
+            const V hit = V::blendv(V::loadu(z + (first + w) * C + c) == pv, V(0), taken);
+            acc_t* out = dz + (first + w) * C + c;
+            (V::loadu(out) + (gv & hit)).store(out);
+            taken = taken | hit;
           }
         }
       }
-      const acc_t* g = grad + item * C;
-      for (int64_t c = 0; c < C; ++c) dz[where[c] * C + c] += g[c];
+      for (; c < C; ++c) {
+        int64_t w = 0;
+        while (w + 1 < window && z[(first + w) * C + c] != p[c]) ++w;
+        dz[(first + w) * C + c] += g[c];
+      }
     }
   });
 }
@@ -553,8 +574,8 @@ std::tuple<at::Tensor, at::Tensor> backward_impl(const at::Tensor& grad_losses, 
       backward_term(term, level_lse + 2 * B * Tl, static_cast<acc_t>(g * p.instance_weight), scratch);
     }
     if (level > 0) {
-      unpool_add(z1.data_ptr<scalar_t>(), d1.data_ptr<acc_t>(), B, T, C, level, dz1.data_ptr<acc_t>());
-      unpool_add(z2.data_ptr<scalar_t>(), d2.data_ptr<acc_t>(), B, T, C, level, dz2.data_ptr<acc_t>());
+      unpool_add(z1.data_ptr<scalar_t>(), v1, d1.data_ptr<acc_t>(), B, T, C, level, dz1.data_ptr<acc_t>());
+      unpool_add(z2.data_ptr<scalar_t>(), v2, d2.data_ptr<acc_t>(), B, T, C, level, dz2.data_ptr<acc_t>());
     }
   }
   return {dz1.to(z1.scalar_type()), dz2.to(z2.scalar_type())};
