@@ -185,6 +185,34 @@ std::vector<Scratch<scalar_t, acc_t>> make_scratch(int64_t C) {
   return scratch;
 }
 
+// Calls fn(group, I, J, scratch) for every tile (I, J), I <= J, of every group, each group's tiles in the order
+// of the round-robin schedule.  With enough groups each thread owns whole groups (one parallel region); otherwise
+// the rounds run one after the other, their tiles in parallel.  Either way no two concurrent tiles touch the same
+// rows and every row sees its tiles in the same order: the results do not depend on the number of threads.
+template <typename scalar_t, typename acc_t, typename Fn>
+void for_each_tile(const Term<scalar_t, acc_t>& term, std::vector<Scratch<scalar_t, acc_t>>& scratch, const Fn& fn) {
+  const auto rounds = tile_rounds(2 * term.blocks_per_view());
+  if (term.groups >= 2 * at::get_num_threads()) {
+    at::parallel_for(0, term.groups, 1, [&](int64_t begin, int64_t end) {
+      auto& s = scratch[at::get_thread_num()];
+      for (int64_t g = begin; g < end; ++g)
+        for (const auto& round : rounds)
+          for (const auto& [I, J] : round) fn(g, I, J, s);
+    });
+    return;
+  }
+  for (const auto& round : rounds) {
+    const int64_t tiles = static_cast<int64_t>(round.size());
+    at::parallel_for(0, term.groups * tiles, 1, [&](int64_t begin, int64_t end) {
+      auto& s = scratch[at::get_thread_num()];
+      for (int64_t item = begin; item < end; ++item) {
+        const auto& [I, J] = round[item % tiles];
+        fn(item / tiles, I, J, s);
+      }
+    });
+  }
+}
+
 // S (rows_i x rows_j, leading dimension kBlock, row-major) = Z_I Z_J^T.
 template <typename scalar_t, typename acc_t>
 void similarity(const scalar_t* zi, int64_t rows_i, int64_t ld_i, const scalar_t* zj, int64_t rows_j, int64_t ld_j,
@@ -266,23 +294,14 @@ void forward_lse(const Term<scalar_t, acc_t>& term, acc_t* lse, std::vector<Scra
       }
     });
   } else {
-    const int64_t nb = 2 * term.blocks_per_view();
-    for (const auto& round : tile_rounds(nb)) {
-      const int64_t tiles = static_cast<int64_t>(round.size());
-      at::parallel_for(0, term.groups * tiles, 1, [&](int64_t begin, int64_t end) {
-        auto& s = scratch[at::get_thread_num()];
-        for (int64_t item = begin; item < end; ++item) {
-          const int64_t g = item / tiles;
-          const auto [I, J] = round[item % tiles];
-          const int64_t i0 = term.block_start(I), ni = term.block_len(I);
-          const int64_t j0 = term.block_start(J), nj = term.block_len(J);
-          similarity(term.row(g, i0), ni, term.row_stride, term.row(g, j0), nj, term.row_stride, C, s.tile.data());
-          if (I == J) mask_diagonal(s.tile.data(), ni);
-          row_statistics(s.tile.data(), ni, nj, &run_max[g * rows + i0], &run_sum[g * rows + i0]);
-          if (I != J) column_statistics(s.tile.data(), ni, nj, &run_max[g * rows + j0], &run_sum[g * rows + j0], s);
-        }
-      });
-    }
+    for_each_tile(term, scratch, [&](int64_t g, int64_t I, int64_t J, Scratch<scalar_t, acc_t>& s) {
+      const int64_t i0 = term.block_start(I), ni = term.block_len(I);
+      const int64_t j0 = term.block_start(J), nj = term.block_len(J);
+      similarity(term.row(g, i0), ni, term.row_stride, term.row(g, j0), nj, term.row_stride, C, s.tile.data());
+      if (I == J) mask_diagonal(s.tile.data(), ni);
+      row_statistics(s.tile.data(), ni, nj, &run_max[g * rows + i0], &run_sum[g * rows + i0]);
+      if (I != J) column_statistics(s.tile.data(), ni, nj, &run_max[g * rows + j0], &run_sum[g * rows + j0], s);
+    });
   }
   for (int64_t k = 0; k < term.groups * rows; ++k) lse[k] = run_max[k] + std::log(run_sum[k]);
 }
@@ -363,28 +382,19 @@ void backward_term(const Term<scalar_t, acc_t>& term, const acc_t* lse, acc_t w,
       }
     });
   } else {
-    const int64_t nb = 2 * term.blocks_per_view();
-    for (const auto& round : tile_rounds(nb)) {
-      const int64_t tiles = static_cast<int64_t>(round.size());
-      at::parallel_for(0, term.groups * tiles, 1, [&](int64_t begin, int64_t end) {
-        auto& s = scratch[at::get_thread_num()];
-        for (int64_t item = begin; item < end; ++item) {
-          const int64_t g = item / tiles;
-          const auto [I, J] = round[item % tiles];
-          const int64_t i0 = term.block_start(I), ni = term.block_len(I);
-          const int64_t j0 = term.block_start(J), nj = term.block_len(J);
-          const scalar_t* zi = term.row(g, i0);
-          const scalar_t* zj = term.row(g, j0);
-          const int64_t ld = term.row_stride;
-          similarity(zi, ni, ld, zj, nj, ld, C, s.tile.data());
-          probabilities(s.tile.data(), ni, nj, &lse[g * rows + i0], &lse[g * rows + j0], I == J);
-          const scalar_t* A = operand(s.tile.data(), ni, nj, s);
-          // dZ_I^T += w Z_J^T A^T  and  dZ_J^T += w Z_I^T A (column-major views of row-major blocks).
-          gemm(false, false, C, ni, nj, w, zj, ld, A, kBlock, acc_t(1), term.grad_row(g, i0), ld);
-          if (I != J) gemm(false, true, C, nj, ni, w, zi, ld, A, kBlock, acc_t(1), term.grad_row(g, j0), ld);
-        }
-      });
-    }
+    for_each_tile(term, scratch, [&](int64_t g, int64_t I, int64_t J, Scratch<scalar_t, acc_t>& s) {
+      const int64_t i0 = term.block_start(I), ni = term.block_len(I);
+      const int64_t j0 = term.block_start(J), nj = term.block_len(J);
+      const scalar_t* zi = term.row(g, i0);
+      const scalar_t* zj = term.row(g, j0);
+      const int64_t ld = term.row_stride;
+      similarity(zi, ni, ld, zj, nj, ld, C, s.tile.data());
+      probabilities(s.tile.data(), ni, nj, &lse[g * rows + i0], &lse[g * rows + j0], I == J);
+      const scalar_t* A = operand(s.tile.data(), ni, nj, s);
+      // dZ_I^T += w Z_J^T A^T  and  dZ_J^T += w Z_I^T A (column-major views of row-major blocks).
+      gemm(false, false, C, ni, nj, w, zj, ld, A, kBlock, acc_t(1), term.grad_row(g, i0), ld);
+      if (I != J) gemm(false, true, C, nj, ni, w, zi, ld, A, kBlock, acc_t(1), term.grad_row(g, j0), ld);
+    });
   }
   // The positives: d(-sum_r z_r . z_pos(r))/dz_r = -2 z_pos(r).
   at::parallel_for(0, term.groups, 1, [&](int64_t begin, int64_t end) {

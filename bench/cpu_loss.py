@@ -1,0 +1,184 @@
+"""The CPU loss table: reference vs cpp, forward + backward, at TS2Vec's sizes (B=8, C=320), side by side in one run.
+
+    python bench/cpu_loss.py                       # T in 500, 1000, 3000, 8000, 17984; writes bench/results/
+    python bench/cpu_loss.py --lengths 1000,3000   # a subset
+
+Each case runs in a fresh subprocess, which reports the time of one forward + backward (the best of a few for
+short series) and the call's peak extra memory: the process's peak RSS during the call minus its RSS before it
+(inputs, libraries, a warm-up), with glibc returning large blocks on free, so temporaries and gradients count,
+not only what autograd saves.  Linux only (/proc).  The reference is
+skipped where its B x 2T x 2T matrices would not fit in this machine's memory.
+
+The yardstick is the machine's own limit for the work: the three products the reference needs per level and
+term (``S = Z Z^T`` and the two gradient products), one ``torch.bmm`` each on random, denormal-free data, summed
+over the levels' shapes (row slabs of the largest ones, scaled).  ``time / yardstick`` <= 1 means the fused
+kernel computes the loss faster than a BLAS could multiply its matrices.
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+B, C = 8, 320
+LENGTHS = [500, 1000, 3000, 8000, 17984]
+SLAB_ROWS = 1024  # yardstick products of more rows than this are timed on a slab of rows and scaled
+
+
+def cpu_model():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def term_shapes(T, what):
+    """(groups, rows) of every InfoNCE term the loss computes: temporal (B, 2 T_l) and instance (T_l, 2B)."""
+    shapes, level = [], 0
+    while T >> level >= 1:
+        Tl = T >> level
+        if Tl > 1:
+            shapes.append((B, 2 * Tl))
+        shapes.append((Tl, 2 * B))
+        if what == "level 0" or Tl == 1:
+            return shapes
+        level += 1
+    return shapes
+
+
+def product_flops(T, what):
+    """Flops of one product per term: G * R * R * C multiply-adds."""
+    return sum(2 * G * R * R * C for G, R in term_shapes(T, what))
+
+
+def yardstick_seconds(T, what):
+    """Time of the reference's three products per term, on denormal-free random data."""
+    total = 0.0
+    for G, R in term_shapes(T, what):
+        rows = min(R, SLAB_ROWS)
+        z = torch.randn(G, R, C)
+        slab = z[:, :rows]
+        d = torch.randn(G, rows, R)
+        s_out, dz_out, dzt_out = torch.empty(G, rows, R), torch.empty(G, rows, C), torch.empty(G, R, C)
+        torch.bmm(slab, z.transpose(1, 2), out=s_out)  # warm-up
+        start = time.perf_counter()
+        torch.bmm(slab, z.transpose(1, 2), out=s_out)  # rows of S
+        torch.bmm(d, z, out=dz_out)                    # dS Z
+        torch.bmm(d.transpose(1, 2), slab, out=dzt_out)  # dS^T Z
+        total += (time.perf_counter() - start) * R / rows
+    return total
+
+
+def worker(backend, what, T, dtype_name):
+    """Run in a fresh process: time one forward + backward and the peak RSS growth it causes."""
+    from arl_fast import hierarchical_contrastive_loss, resolution_loss
+
+    dtype = getattr(torch, dtype_name)
+    g = torch.Generator().manual_seed(T)
+    z1, z2 = (torch.randn(B, T, C, generator=g).to(dtype).requires_grad_() for _ in range(2))
+
+    def step(a, b):
+        loss = (hierarchical_contrastive_loss(a, b, backend=backend) if what == "all levels"
+                else resolution_loss(a, b, 0, backend=backend))
+        loss.backward()
+        a.grad = b.grad = None
+
+    step(z1[:, :64].detach().requires_grad_(), z2[:, :64].detach().requires_grad_())  # libraries, thread pools
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak RSS (VmHWM) to the current RSS
+    baseline = _status_kib("VmRSS")
+    times = []
+    for _ in range(3 if T <= 1000 else 1):
+        start = time.perf_counter()
+        step(z1, z2)
+        times.append(time.perf_counter() - start)
+    peak = _status_kib("VmHWM") - baseline
+    print(json.dumps({"time_s": min(times), "peak_extra_MiB": peak / 1024}))
+
+
+def _status_kib(field):
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def measure(backend, what, T, dtype):
+    # Large blocks mapped and unmapped one by one, so that freed memory leaves the RSS and the peak is the call's.
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(1 << 17)}
+    out = subprocess.run([sys.executable, __file__, "--worker", backend, what, str(T), dtype],
+                         capture_output=True, text=True, check=True, env=env)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def reference_fits(T):
+    """The reference holds about four B x 2T x 2T float32 matrices at its peak: keep it under 60% of RAM."""
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return 4 * B * (2 * T) ** 2 * 4 < 0.6 * ram
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lengths", default=",".join(map(str, LENGTHS)))
+    parser.add_argument("--bf16-up-to", type=int, default=3000, help="longest T also measured with bf16 inputs")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "cpu_loss.md")
+    parser.add_argument("--worker", nargs=4, metavar=("BACKEND", "WHAT", "T", "DTYPE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        backend, what, T, dtype = args.worker
+        return worker(backend, what, int(T), dtype)
+
+    from arl_fast import available_backends
+
+    if "cpp" not in available_backends():
+        sys.exit("the cpp backend is not built: pip install --no-build-isolation -e .")
+    lengths = [int(t) for t in args.lengths.split(",")]
+    header = (f"CPU: {cpu_model()}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
+              f"B={B}, C={C}, forward + backward; command: python bench/cpu_loss.py --lengths {args.lengths}")
+    columns = ["what", "T", "backend", "dtype", "time_s", "peak_extra_MiB", "GFLOP/s", "yardstick_s",
+               "time/yardstick", "speedup_vs_reference", "memory_vs_reference", "bf16_speedup_vs_fp32"]
+    rows = []
+    print(header, flush=True)
+    for what in ["all levels", "level 0"]:
+        for T in lengths:
+            yard = yardstick_seconds(T, what)
+            flops = product_flops(T, what)
+            found = {}
+            cases = [("reference", "float32")] if reference_fits(T) else []
+            cases += [("cpp", "float32")] + ([("cpp", "bfloat16")] if T <= args.bf16_up_to else [])
+            for backend, dtype in cases:
+                result = measure(backend, what, T, dtype)
+                found[backend, dtype] = result
+                done = (3 if backend == "reference" else 2) * flops  # symmetric tiles: two products' worth
+                row = {"what": what, "T": T, "backend": backend, "dtype": dtype, "time_s": result["time_s"],
+                       "peak_extra_MiB": result["peak_extra_MiB"], "GFLOP/s": done / result["time_s"] / 1e9,
+                       "yardstick_s": yard, "time/yardstick": result["time_s"] / yard}
+                ref = found.get(("reference", "float32"))
+                if backend == "cpp" and ref:
+                    row["speedup_vs_reference"] = ref["time_s"] / result["time_s"]
+                    row["memory_vs_reference"] = result["peak_extra_MiB"] / max(ref["peak_extra_MiB"], 1e-9)
+                if dtype == "bfloat16":
+                    row["bf16_speedup_vs_fp32"] = found["cpp", "float32"]["time_s"] / result["time_s"]
+                rows.append(row)
+                print("  ".join(_fmt(row.get(k, "")) for k in columns), flush=True)
+    table = "\n".join([f"| {' | '.join(columns)} |", "|" + "---|" * len(columns)]
+                      + [f"| {' | '.join(_fmt(row.get(k, '')) for k in columns)} |" for row in rows])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(f"{header}\n\n{table}\n")
+    print(f"\n{table}\nwritten to {args.out}")
+
+
+def _fmt(value):
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+if __name__ == "__main__":
+    main()
