@@ -372,8 +372,12 @@ def plot_setting(path, setting, per_dataset, variants):
 
     markers = dict(zip(VARIANTS, "osD^v"))  # the same marker and colour per variant in every figure
     colors = {variant: f"C{i}" for i, variant in enumerate(VARIANTS)}
-    fig = Figure(figsize=(4.2 * len(per_dataset) + 1.8, 3.8), layout="constrained")
-    axes = fig.subplots(1, len(per_dataset), squeeze=False)[0]
+    cols = min(3, len(per_dataset))
+    rows = math.ceil(len(per_dataset) / cols)
+    fig = Figure(figsize=(4.2 * cols + 1.8, 3.4 * rows + 0.4), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in axes[len(per_dataset):]:
+        ax.set_visible(False)
     for ax, (dataset, per_variant) in zip(axes, per_dataset.items()):
         for index, variant in enumerate(variants):
             vr = per_variant.get(variant)
@@ -388,7 +392,8 @@ def plot_setting(path, setting, per_dataset, variants):
         ax.set_title(dataset)
         ax.set_xlabel("training time (s)")
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("test accuracy")
+    for ax in axes[::cols]:
+        ax.set_ylabel("test accuracy")
     legend = {}
     for ax in axes:
         for handle, label in zip(*ax.get_legend_handles_labels()):
