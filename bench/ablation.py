@@ -14,9 +14,15 @@ so the command resumes where it stopped.  Seeds are outermost, so all variants s
 drifts.  After the runs, ``OUT/REPORT.md`` and one figure per setting are built from every run file present
 (``--report`` builds them without training).
 
-Usage (the full study; hours on 2 cores):
+Usage (the full study):
 
     flock /tmp/arl_bench.lock python bench/ablation.py
+
+On the 2-core development machine (cpp backend, 2 threads, other work running) one seed of the paper setting
+took 25 minutes on ACSF1, AtrialFibrillation, Cricket and StandWalkJump; MotorImagery adds about 13 (timed at
+3 steps a variant), so 5 seeds take about 3 hours.  TS2Vec's setting was only timed at 4 iterations, 1-8 s an
+iteration: over an hour a seed, 5 to 10 hours for 5 seeds.  Timings suffer from other work on the machine
+(the report gives the load average): run the study on an otherwise idle machine.
 
     python bench/ablation.py --report                       # rebuild the report from the run files
     python bench/ablation.py --only Cricket --settings paper --seeds 2 --out /tmp/ablation   # a subset
