@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The paper's Table 1 on CPU: hierarchical vs adaptive loss, reference backend, 3 seeds each, same budget for both,
+# The paper's Table 1 on CPU: hierarchical vs adaptive loss, 3 seeds each, same budget for both, on the loss backend
+# BACKEND (default reference; BACKEND=cpp bash bench/table1_cpu.sh bench/results/table1_cpu_cpp for the fused kernel),
 # on ACSF1 (ships with aeon) and the paper's UEA datasets found offline in DATA (default ../shared/data/UEA).
 # Model of the paper's appendix D.4 (representation 16, 2 blocks), logistic regression as in the paper.
 # Budgets are cut from TS2Vec's 600 iterations to fit a 2-core machine; each dataset writes its own folder.
@@ -9,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-bench/results/table1_cpu}
 data=${DATA:-../shared/data/UEA}
-common=(--seeds 3 --repr-dims 16 --depth 2 --classifier logreg --backend reference --device cpu --quiet)
+common=(--seeds 3 --repr-dims 16 --depth 2 --classifier logreg --backend "${BACKEND:-reference}" --device cpu --quiet)
 mkdir -p "$out"
 only=" ${ONLY:-ACSF1 AtrialFibrillation Cricket StandWalkJump} "
 run() {  # name, budget...
