@@ -143,27 +143,24 @@ struct Term {
   bool packed() const { return 2 * n <= kBlock; }  // small groups are packed and done as one tile
 };
 
-// Round-robin schedule of the tiles (I, J), I <= J, of `nb` blocks: in each round every block appears in exactly
-// one tile, so tiles of a round can run in parallel without touching the same rows.
+// Round-robin schedule (the circle method) of the tiles (I, J), I <= J, of an even number `nb` of blocks: nb - 1
+// rounds pair every block with every other one once, each block in exactly one tile per round, and a last round
+// holds the diagonal tiles.  Tiles of one round never share rows, so they can run in parallel.
 std::vector<std::vector<std::pair<int64_t, int64_t>>> tile_rounds(int64_t nb) {
+  TORCH_INTERNAL_ASSERT(nb % 2 == 0, "blocks come in pairs, one per view");
+  const int64_t last = nb - 1;
   std::vector<std::vector<std::pair<int64_t, int64_t>>> rounds;
-  const int64_t players = nb % 2 == 0 ? nb : nb + 1;  // an odd count gets a bye: that block does its diagonal tile
-  for (int64_t r = 0; r + 1 < players; ++r) {
-    std::vector<std::pair<int64_t, int64_t>> round;
-    const int64_t last = players - 1;
-    const int64_t first_partner = last < nb ? last : r;  // the bye pairs block r with itself
-    round.emplace_back(std::min(r, first_partner), std::max(r, first_partner));
-    for (int64_t k = 1; k < players / 2; ++k) {
+  for (int64_t r = 0; r < last; ++r) {
+    std::vector<std::pair<int64_t, int64_t>> round{{r, last}};
+    for (int64_t k = 1; k < nb / 2; ++k) {
       const int64_t a = (r + k) % last, b = (r - k + last) % last;
       round.emplace_back(std::min(a, b), std::max(a, b));
     }
     rounds.push_back(std::move(round));
   }
-  if (nb % 2 == 0) {
-    std::vector<std::pair<int64_t, int64_t>> diagonal;
-    for (int64_t q = 0; q < nb; ++q) diagonal.emplace_back(q, q);
-    rounds.push_back(std::move(diagonal));
-  }
+  std::vector<std::pair<int64_t, int64_t>> diagonal;
+  for (int64_t q = 0; q < nb; ++q) diagonal.emplace_back(q, q);
+  rounds.push_back(std::move(diagonal));
   return rounds;
 }
 
@@ -277,6 +274,22 @@ void pack_group(const Term<scalar_t, acc_t>& term, int64_t g, scalar_t* packed) 
   for (int64_t r = 0; r < 2 * term.n; ++r) std::copy_n(term.row(g, r), term.C, packed + r * term.C);
 }
 
+// Calls fn(group, scratch) for every group of a packed term (2n <= kBlock), in parallel over groups, with the
+// group's rows copied to scratch.packed and its whole similarity matrix in scratch.tile.
+template <typename scalar_t, typename acc_t, typename Fn>
+void for_each_packed_group(const Term<scalar_t, acc_t>& term, std::vector<Scratch<scalar_t, acc_t>>& scratch,
+                           const Fn& fn) {
+  const int64_t rows = 2 * term.n, C = term.C;
+  at::parallel_for(0, term.groups, 1, [&](int64_t begin, int64_t end) {
+    auto& s = scratch[at::get_thread_num()];
+    for (int64_t g = begin; g < end; ++g) {
+      pack_group(term, g, s.packed.data());
+      similarity(s.packed.data(), rows, C, s.packed.data(), rows, C, C, s.tile.data());
+      fn(g, s);
+    }
+  });
+}
+
 // Per-row log-sum-exp of every row of the term, written to lse (G x 2n).
 template <typename scalar_t, typename acc_t>
 void forward_lse(const Term<scalar_t, acc_t>& term, acc_t* lse, std::vector<Scratch<scalar_t, acc_t>>& scratch) {
@@ -284,14 +297,9 @@ void forward_lse(const Term<scalar_t, acc_t>& term, acc_t* lse, std::vector<Scra
   std::vector<acc_t> run_max(term.groups * rows, -std::numeric_limits<acc_t>::infinity());
   std::vector<acc_t> run_sum(term.groups * rows, acc_t(0));
   if (term.packed()) {
-    at::parallel_for(0, term.groups, 1, [&](int64_t begin, int64_t end) {
-      auto& s = scratch[at::get_thread_num()];
-      for (int64_t g = begin; g < end; ++g) {
-        pack_group(term, g, s.packed.data());
-        similarity(s.packed.data(), rows, C, s.packed.data(), rows, C, C, s.tile.data());
-        mask_diagonal(s.tile.data(), rows);
-        row_statistics(s.tile.data(), rows, rows, &run_max[g * rows], &run_sum[g * rows]);
-      }
+    for_each_packed_group(term, scratch, [&](int64_t g, Scratch<scalar_t, acc_t>& s) {
+      mask_diagonal(s.tile.data(), rows);
+      row_statistics(s.tile.data(), rows, rows, &run_max[g * rows], &run_sum[g * rows]);
     });
   } else {
     for_each_tile(term, scratch, [&](int64_t g, int64_t I, int64_t J, Scratch<scalar_t, acc_t>& s) {
@@ -365,20 +373,15 @@ void backward_term(const Term<scalar_t, acc_t>& term, const acc_t* lse, acc_t w,
                    std::vector<Scratch<scalar_t, acc_t>>& scratch) {
   const int64_t rows = 2 * term.n, C = term.C;
   if (term.packed()) {
-    at::parallel_for(0, term.groups, 1, [&](int64_t begin, int64_t end) {
-      auto& s = scratch[at::get_thread_num()];
-      for (int64_t g = begin; g < end; ++g) {
-        pack_group(term, g, s.packed.data());
-        similarity(s.packed.data(), rows, C, s.packed.data(), rows, C, C, s.tile.data());
-        probabilities(s.tile.data(), rows, rows, &lse[g * rows], &lse[g * rows], true);
-        const scalar_t* A = operand(s.tile.data(), rows, rows, s);
-        // dZ^T (C x rows) = Z^T A^T: column-major views of the row-major Z and A.
-        gemm(false, false, C, rows, rows, w, s.packed.data(), C, A, kBlock, acc_t(0), s.packed_grad.data(), C);
-        for (int64_t r = 0; r < rows; ++r) {
-          acc_t* out = term.grad_row(g, r);
-          const acc_t* d = s.packed_grad.data() + r * C;
-          for (int64_t c = 0; c < C; ++c) out[c] += d[c];
-        }
+    for_each_packed_group(term, scratch, [&](int64_t g, Scratch<scalar_t, acc_t>& s) {
+      probabilities(s.tile.data(), rows, rows, &lse[g * rows], &lse[g * rows], true);
+      const scalar_t* A = operand(s.tile.data(), rows, rows, s);
+      // dZ^T (C x rows) = Z^T A^T: column-major views of the row-major Z and A.
+      gemm(false, false, C, rows, rows, w, s.packed.data(), C, A, kBlock, acc_t(0), s.packed_grad.data(), C);
+      for (int64_t r = 0; r < rows; ++r) {
+        acc_t* out = term.grad_row(g, r);
+        const acc_t* d = s.packed_grad.data() + r * C;
+        for (int64_t c = 0; c < C; ++c) out[c] += d[c];
       }
     });
   } else {
