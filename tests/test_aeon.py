@@ -169,6 +169,7 @@ def test_bad_input_raises_clear_errors():
         (dict(encoding_window="mean"), ValueError, "encoding_window must be"),
         (dict(encoding_window=0), ValueError, "encoding_window must be >= 1"),
         (dict(loss="bogus"), ValueError, "loss must be"),
+        (dict(backend="bogus"), ValueError, "unknown backend 'bogus'"),
         (dict(batch_size=0), ValueError, "batch_size must be >= 1"),
         (dict(n_epochs=1.5), TypeError, "n_epochs must be an int"),
         (dict(device="gpu0"), ValueError, "device must be"),
