@@ -148,7 +148,8 @@ class TS2VecTransformer(BaseCollectionTransformer):
     is available, so move it with ``model_.save`` and
     ``TS2Vec.from_checkpoint(path, device="cpu")`` instead.  Unequal-length
     series are NaN-padded for training, as TS2Vec does, and encoded at their
-    own length, so a series' features do not depend on the rest of ``X``.
+    own length, so a series' features do not depend on the rest of ``X``
+    (beyond float rounding, which varies with the batch).
 
     Examples
     --------
