@@ -369,7 +369,7 @@ def main(argv=None) -> int:
         print(f"arl-fast {args.command}: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as interrupt:
-        print(f"arl-fast {args.command}: {interrupt or 'interrupted'}", file=sys.stderr)
+        print(f"arl-fast {args.command}: {str(interrupt) or 'interrupted'}", file=sys.stderr)
         return 130
     finally:
         torch.set_num_threads(threads)
