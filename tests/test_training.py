@@ -14,19 +14,11 @@ from arl_fast.data import load_uea
 from arl_fast.losses import hierarchical_contrastive_loss
 from arl_fast.training import TrainingDiverged
 
+from tiny_models import series, tiny
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 TINY_CLI = ["--repr-dims", "8", "--hidden-dims", "8", "--depth", "1", "--threads", "1", "--quiet", "--device", "cpu"]
-
-
-def tiny(input_dims=2, **kwargs):
-    kwargs.setdefault("seed", 0)
-    kwargs.setdefault("device", "cpu")
-    return TS2Vec(input_dims, output_dims=8, hidden_dims=8, depth=1, **kwargs)
-
-
-def series(n=8, length=16, channels=2, seed=0):
-    return np.random.default_rng(seed).standard_normal((n, length, channels)).astype(np.float32)
 
 
 def assert_same_training_state(a: TS2Vec, b: TS2Vec):

@@ -12,17 +12,9 @@ from arl_fast.ts2vec import (
     split_with_nan,
 )
 
+from tiny_models import series, tiny
+
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def tiny(input_dims=2, **kwargs):
-    kwargs.setdefault("seed", 0)
-    kwargs.setdefault("device", "cpu")
-    return TS2Vec(input_dims, output_dims=8, hidden_dims=8, depth=1, **kwargs)
-
-
-def series(n=8, length=16, channels=2, seed=0):
-    return np.random.default_rng(seed).standard_normal((n, length, channels)).astype(np.float32)
 
 
 def original_views(x, crop_l, left, eleft, eright, offset):
