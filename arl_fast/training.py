@@ -8,8 +8,12 @@ updates the averaged encoder.
 
 Under ``torch.distributed`` the encoder runs in DistributedDataParallel: every
 epoch all ranks draw the same permutation, each takes a disjoint shard of it
-(as ``DistributedSampler`` does), draws its own crops, masks and dropout, and
-steps in lock-step.  After every step's forward the ranks agree on whether to
+(as ``DistributedSampler`` does), and the ranks step in lock-step.  A step on
+R ranks with batch b is drawn as one process draws a batch of R*b: what TS2Vec
+draws once per batch (the ``max_train_length`` window and the crop window)
+comes from a stream all ranks share, what it draws per series (crop offsets,
+masks, dropout) from each rank's own.  So no rank waits for another that drew
+a longer crop, and the global batch is distributed as a single process's.  After every step's forward the ranks agree on whether to
 stop (Ctrl-C on any rank, a non-finite loss on any rank), so no rank is left
 waiting in a collective.  Only rank 0 writes checkpoints, and it writes them
 atomically: a kill at any instant leaves the previous checkpoint or the new
@@ -64,7 +68,7 @@ class Crop(NamedTuple):
 
 
 def draw_crop(ts_l, batch_size, temporal_unit, host_generator, generator, device) -> Crop:
-    """Draw crop bounds as TS2Vec does: scalars from ``host_generator``, row offsets on ``device``."""
+    """Draw crop bounds as TS2Vec does: the batch's window from ``host_generator``, row offsets on ``device``."""
 
     def randint(low, high):
         return int(torch.randint(low, high, (), generator=host_generator))
@@ -205,7 +209,8 @@ def current_world() -> World:
 
 
 def rank_state(model) -> dict:
-    """What differs between ranks: crop/mask/dropout generators, the loss's state, the epoch's running sums."""
+    """One rank's streams (the batch-level one is the same on every rank; the per-series one is its own), the
+    loss's state and the epoch's running sums."""
     epoch = model._epoch
     return {
         "host_generator": model._host_generator.get_state(),
@@ -216,13 +221,13 @@ def rank_state(model) -> dict:
     }
 
 
-def set_rank_state(model, state: dict) -> None:
-    """Restore what :func:`rank_state` saved into ``model``."""
+def set_rank_state(model, state: dict, rank: int = 0) -> None:
+    """Restore what :func:`rank_state` saved for ``rank`` into ``model``."""
     model._host_generator.set_state(state["host_generator"].cpu())
     if state["generator_device"] == model.device.type:
         model._generator.set_state(state["generator"].cpu())
-    else:  # generator states do not carry across device types: reseed from the saved position
-        model._generator.manual_seed(int(torch.randint(2**62, (), generator=model._host_generator)))
+    else:  # generator states do not carry across device types: reseed from the saved position, apart per rank
+        model._generator.manual_seed(int(torch.randint(2**62, (), generator=model._host_generator)) + rank)
     if state["loss_state"] is not None and hasattr(model.loss, "load_state_dict"):
         model.loss.load_state_dict(state["loss_state"])
     if model._epoch is not None:
@@ -233,18 +238,17 @@ def set_rank_state(model, state: dict) -> None:
 
 
 def _adopt_rank(model, world: World) -> None:
-    """Give this rank its own crop/mask/dropout streams: its saved ones after a resume, else seeded by rank."""
+    """Give this rank its own per-series stream (crop offsets, masks, dropout): its saved one after a resume, else
+    seeded by rank.  The batch-level stream comes from rank 0 (:func:`_sync_from_rank0`)."""
     if model._rank == world.rank:
         return
     saved = model._saved_ranks
     if saved is not None and len(saved) == world.size:
-        set_rank_state(model, saved[world.rank])
+        set_rank_state(model, saved[world.rank], world.rank)
     else:
         seed = model.seed
         sequence = np.random.SeedSequence([seed, world.rank]) if seed is not None else np.random.SeedSequence()
-        host_seed, device_seed = sequence.generate_state(2)
-        model._host_generator.manual_seed(int(host_seed))
-        model._generator.manual_seed(int(device_seed))
+        model._generator.manual_seed(int(sequence.generate_state(1)[0]))
         if model._epoch is not None and world.rank > 0:
             model._epoch = None
     model._rank = world.rank
@@ -252,12 +256,14 @@ def _adopt_rank(model, world: World) -> None:
 
 @torch.no_grad()
 def _sync_from_rank0(model, world: World) -> None:
-    """Start every rank from rank 0's averaged encoder and shared permutation stream (DDP syncs the online one)."""
+    """Start every rank from rank 0's averaged encoder and its shared streams, the permutation's and the
+    batch-level one (DDP syncs the online encoder)."""
     for tensor in model._averaged.state_dict().values():
         dist.broadcast(tensor, src=0)
-    state = model._order_generator.get_state()
-    dist.broadcast(state, src=0, group=world.group)
-    model._order_generator.set_state(state)
+    for generator in (model._order_generator, model._host_generator):
+        state = generator.get_state()
+        dist.broadcast(state, src=0, group=world.group)
+        generator.set_state(state)
 
 
 def _agree(world: World, *flags: bool) -> list[bool]:

@@ -168,12 +168,13 @@ class TS2Vec:
         self._n_averaged = 1
         self._optimizer = torch.optim.AdamW(self._net.parameters(), lr=self.lr)
         self._scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
-        # The epoch's permutation comes from a stream shared by all ranks; crops, masks and dropout from
-        # streams of this rank's own (see arl_fast.training).
+        # Streams (see arl_fast.training): the epoch's permutation and what is drawn once per batch (the
+        # max_train_length window, the crop window) are shared by all ranks; what is drawn per series (crop
+        # offsets, masks, dropout) is this rank's own.
         self._order_generator = torch.Generator().manual_seed(order_seed)
         self._host_generator = torch.Generator().manual_seed(host_seed)
         self._generator = torch.Generator(device=self.device).manual_seed(device_seed)
-        self._rank = 0  # the rank whose streams _host_generator and _generator hold
+        self._rank = 0  # the rank whose per-series stream _generator holds
         self._saved_ranks = None  # every rank's streams from a loaded checkpoint
         self._epoch = None  # the epoch in progress, when training stopped inside one
 

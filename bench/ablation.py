@@ -10,8 +10,10 @@ Trains TS2Vec with the hierarchical loss and each selection variant of the adapt
 - ``ts2vec``: TS2Vec's default model (representation 320, depth 10) and SVM, on ACSF1 and Cricket.
 
 Each run writes ``OUT/runs/SETTING/DATASET/VARIANT/seed_N.json`` atomically; a run whose file exists is skipped,
-so the command resumes where it stopped.  Seeds are outermost, so all variants see the same machine load when it
-drifts.  After the runs, ``OUT/REPORT.md`` and one figure per setting are built from every run file present
+so the command resumes where it stopped.  The settings run one after the other, seeds outermost within each, so
+all variants see the same machine load when it drifts.  ``--jobs`` runs train side by side (default 2, one torch thread each on 2 cores: more runs an hour than
+one 2-thread run); runs start in plan order, so the runs side by side are neighbours, and each run file records
+the threads and runs side by side it was timed with.  After the runs, ``OUT/REPORT.md`` and one figure per setting are built from every run file present
 (``--report`` builds them without training).
 
 Usage (the full study):
@@ -77,10 +79,11 @@ COMMON = {"batch_size": 8, "lr": 1e-3, "max_train_length": 3000, "temporal_unit"
 
 
 def plan(settings, only, variants, seeds):
-    """The runs to make, as (seed, setting, dataset, variant) tuples, seeds outermost."""
+    """The runs to make, as (seed, setting, dataset, variant) tuples: setting by setting (one is complete before
+    the next starts), seeds outermost within a setting."""
     runs = []
-    for seed in range(seeds):
-        for setting in settings:
+    for setting in settings:
+        for seed in range(seeds):
             for dataset in SETTINGS[setting]["budgets"]:
                 if only and dataset not in only:
                     continue
@@ -113,13 +116,14 @@ def write_atomically(path: Path, data: dict) -> None:
     os.replace(temporary, path)
 
 
-def run_config(setting, dataset, budget_override, backend) -> dict:
-    """What a run's result depends on besides seed and variant (``backend``: the resolved loss backend, so runs
-    timed with different backends never mix); a resumed study must match it."""
+def run_config(setting, dataset, budget_override, backend, threads, jobs) -> dict:
+    """What a run's result and timing depend on besides seed and variant (the resolved loss backend, torch threads
+    per run and runs side by side, so runs timed differently never mix); a resumed study must match it."""
     spec = SETTINGS[setting]
     return {
         "setting": setting, "model": spec["model"], "classifier": spec["classifier"], **COMMON,
         "budget": budget_override or spec["budgets"][dataset], "backend": backend,
+        "torch_threads": threads, "parallel_runs": jobs,
     }
 
 
@@ -166,37 +170,74 @@ def warm_up(data, config) -> None:
     model.fit(data.X_train[: config["batch_size"]], n_iters=1, progress=False)
 
 
-def run_study(args) -> None:
+_worker_data: dict = {}  # per worker process: the dataset in use, and whether it has warmed up
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _train_and_save(path, data_dir, seed, setting, dataset, variant, config, backend_requested) -> dict:
+    """One run in this process: load its dataset (one in memory at a time), warm up once, train, write the run
+    file atomically; return the record."""
     import torch
 
     from arl_fast import load_uea
+
+    if _worker_data.get("name") != dataset:
+        _worker_data.update(name=dataset, data=load_uea(dataset, data_dir))
+    if not _worker_data.get("warm"):
+        warm_up(_worker_data["data"], config)
+        _worker_data["warm"] = True
+    record = train_one(_worker_data["data"], setting, dataset, variant, seed, config, torch.get_num_threads(),
+                       backend_requested)
+    write_atomically(Path(path), record)
+    return record
+
+
+def run_study(args) -> None:
+    """Train every planned run that has no run file, ``args.jobs`` at a time, each with ``threads`` torch threads."""
+    import torch
+
     from arl_fast.backends import resolve_backend
 
     backend = resolve_backend(args.backend, torch.device("cpu"))  # "auto": the fastest CPU backend built here
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    threads = torch.get_num_threads()
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
     override = {"n_epochs": args.epochs} if args.epochs else {"n_iters": args.iters} if args.iters else None
-    todo = plan(args.settings, args.only, args.variants, args.seeds)
-    cache, warmed = {}, False
-    for index, (seed, setting, dataset, variant) in enumerate(todo, 1):
+    plan_all = plan(args.settings, args.only, args.variants, args.seeds)
+    todo = []
+    for index, (seed, setting, dataset, variant) in enumerate(plan_all, 1):
         path = run_path(args.out, setting, dataset, variant, seed)
-        config = run_config(setting, dataset, override, backend)
+        config = run_config(setting, dataset, override, backend, threads, args.jobs)
         if path.exists():
             saved = json.loads(path.read_text())["config"]
             if saved != config:
                 raise SystemExit(f"{path} was made with another configuration ({saved}, now {config}): "
                                  "use another --out or remove it")
             continue
-        if dataset not in cache:
-            cache = {dataset: load_uea(dataset, args.data_dir)}  # one dataset in memory at a time
-        if not warmed:
-            warm_up(cache[dataset], config)
-            warmed = True
-        record = train_one(cache[dataset], setting, dataset, variant, seed, config, threads, args.backend)
-        write_atomically(path, record)
-        print(f"[{index}/{len(todo)}] {setting} {dataset} {variant} seed {seed}: "
+        todo.append((index, (str(path), args.data_dir, seed, setting, dataset, variant, config, args.backend)))
+
+    def report(index, run, record):
+        _, _, seed, setting, dataset, variant, _, _ = run
+        print(f"[{index}/{len(plan_all)}] {setting} {dataset} {variant} seed {seed}: "
               f"accuracy {record['accuracy']:.3f}, {record['train_time_s']:.1f} s", flush=True)
+
+    if args.jobs == 1:
+        _init_worker(threads)
+        for index, run in todo:
+            report(index, run, _train_and_save(*run))
+        return
+    # Runs start in plan order, so the runs side by side are neighbours (same seed, mostly the same dataset).
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_init_worker, initargs=(threads,)) as pool:
+        futures = {pool.submit(_train_and_save, *run): (index, run) for index, run in todo}
+        for future in as_completed(futures):
+            report(*futures[future], future.result())
 
 
 # ---------------------------------------------------------------- report
@@ -275,9 +316,13 @@ def build_report(out, settings=tuple(SETTINGS), variants=tuple(VARIANTS), seeds=
     commands = sorted({r["command"] for r in runs})
     if commands:
         lines += ["Commands recorded in the run files: " + "; ".join(f"`{c}`" for c in commands) + "."]
-    machines = sorted({(r["cpu"], r["torch_threads"], r["backend"], r["torch"]) for r in runs})
-    for cpu, threads, backend, torch_version in machines:
-        lines.append(f"Machine: {cpu}, {threads} torch threads, backend `{backend}`, torch {torch_version}.")
+    machines = sorted({(r["cpu"], r["torch_threads"], r["config"].get("parallel_runs", 1), r["backend"], r["torch"])
+                       for r in runs})
+    for cpu, threads, jobs, backend, torch_version in machines:
+        side_by_side = f", {jobs} runs side by side" if jobs > 1 else ""
+        plural = "s" if threads != 1 else ""
+        lines.append(f"Machine: {cpu}, {threads} torch thread{plural} per run{side_by_side}, backend `{backend}`, "
+                     f"torch {torch_version}.")
     loads = [x for r in runs for x in r.get("load_average_1min", [])]
     if loads:  # timing noise: load above the core count means the runs shared the CPUs with other work
         cores = max(r.get("cores") or 0 for r in runs)
@@ -420,7 +465,8 @@ def main(argv=None):
     parser.add_argument("--variants", nargs="+", default=VARIANTS, help=f"({' '.join(VARIANTS)})")
     parser.add_argument("--backend", default="auto",
                         help="loss backend: auto (the fastest built for CPU), reference, cpp; recorded per run (auto)")
-    parser.add_argument("--threads", type=int, help="torch threads (default: PyTorch's choice)")
+    parser.add_argument("--jobs", type=int, default=2, help="runs side by side, each in its own process (2)")
+    parser.add_argument("--threads", type=int, help="torch threads a run (default: the cores / --jobs)")
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--epochs", type=int, help="override every budget (smoke tests; not for the study)")
     budget.add_argument("--iters", type=int, help="override every budget (smoke tests; not for the study)")
@@ -428,6 +474,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error("--seeds must be >= 1")
+    if args.jobs < 1 or (args.threads is not None and args.threads < 1):
+        parser.error("--jobs and --threads must be >= 1")
     known = {d for spec in SETTINGS.values() for d in spec["budgets"]}
     if args.only and set(args.only) - known:
         parser.error(f"--only: unknown dataset(s) {sorted(set(args.only) - known)}; expected among {sorted(known)}")

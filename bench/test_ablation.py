@@ -1,6 +1,7 @@
 """bench/ablation.py: the plan, resuming, and the report's statistics, on made-up run files (no training)."""
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -16,7 +17,7 @@ def fake_run(out, variant, seed, accuracy, time_s, dataset="ACSF1", setting="pap
     record = {
         "setting": setting, "dataset": dataset, "variant": variant, "seed": seed, "accuracy": accuracy,
         "train_time_s": time_s, "epochs": 20, "iters": 240, "length": 1460,
-        "config": ablation.run_config(setting, dataset, None, "reference"), "backend": "reference", "cpu": "test CPU",
+        "config": ablation.run_config(setting, dataset, None, "reference", 2, 1), "backend": "reference", "cpu": "test CPU",
         "torch_threads": 2, "torch": "x", "python": "3", "command": "bench/ablation.py", "finished": "now",
         "loss_log": [], "adaptive_history": None,
     }
@@ -29,6 +30,9 @@ def test_plan_puts_seeds_outermost_and_filters_datasets():
     assert runs[:2] == [(0, "paper", "ACSF1", "hierarchical"), (0, "paper", "ACSF1", "uniform")]
     assert {r[2] for r in ablation.plan(["paper"], ["MotorImagery"], ["uniform"], 1)} == {"MotorImagery"}
     assert {r[2] for r in ablation.plan(["ts2vec"], None, ["uniform"], 1)} == {"ACSF1", "Cricket"}
+    both = ablation.plan(["paper", "ts2vec"], ["ACSF1"], ["uniform"], 2)  # one setting complete before the next
+    assert both == [(0, "paper", "ACSF1", "uniform"), (1, "paper", "ACSF1", "uniform"),
+                    (0, "ts2vec", "ACSF1", "uniform"), (1, "ts2vec", "ACSF1", "uniform")]
 
 
 def test_report_statistics_and_verdicts(tmp_path):
@@ -74,8 +78,8 @@ def test_study_skips_existing_runs_and_refuses_another_configuration(tmp_path, m
 
     monkeypatch.setattr(ablation, "train_one", train_one)
     args = ["--out", str(tmp_path), "--only", "AtrialFibrillation", "--settings", "paper", "--seeds", "2",
-            "--variants", "hierarchical", "uniform", "--backend", "reference", "--iters", "3"]
-    fake_config = ablation.run_config("paper", "AtrialFibrillation", {"n_iters": 3}, "reference")
+            "--variants", "hierarchical", "uniform", "--backend", "reference", "--jobs", "1", "--iters", "3"]
+    fake_config = ablation.run_config("paper", "AtrialFibrillation", {"n_iters": 3}, "reference", os.cpu_count(), 1)
     path = ablation.run_path(tmp_path, "paper", "AtrialFibrillation", "uniform", 0)
     ablation.write_atomically(path, {"config": fake_config})
     monkeypatch.setattr(ablation, "build_report", lambda *a, **k: "")

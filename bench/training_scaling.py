@@ -1,7 +1,6 @@
 """Training-loop figures on CPU with TS2Vec's default model on ACSF1 (100 series of length 1460).
 
     python bench/training_scaling.py ddp        # epoch time: 2 gloo ranks x 1 thread vs 1 process x 1 thread
-    python bench/training_scaling.py ddp --shared-crops --ranks-only   # diagnostic: every rank crops alike
     python bench/training_scaling.py precision  # bf16 vs fp32: training time and SVM accuracy, seeds 0..2
 
 Wrap in ``flock /tmp/arl_bench.lock`` on a shared machine.  Prints one JSON object per measurement.
@@ -53,24 +52,8 @@ def epoch_times(epochs: int) -> list[float]:
     return times
 
 
-def _shared_crops():
-    """Diagnostic: every rank draws the same crop window (rank-local offsets), so no rank waits for one that drew
-    a longer crop.  Measures how much of the 2-rank epoch is lock-step waiting."""
-    import arl_fast.training as training
-
-    shared = torch.Generator().manual_seed(1234)
-    draw = training.draw_crop
-
-    def draw_shared(ts_l, batch_size, temporal_unit, host_generator, generator, device):
-        return draw(ts_l, batch_size, temporal_unit, shared, generator, device)
-
-    training.draw_crop = draw_shared
-
-
-def _rank(rank, port, epochs, out, shared_crops=False):
+def _rank(rank, port, epochs, out):
     torch.set_num_threads(1)
-    if shared_crops:
-        _shared_crops()
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
         times = epoch_times(epochs)
@@ -81,22 +64,26 @@ def _rank(rank, port, epochs, out, shared_crops=False):
         dist.destroy_process_group()
 
 
-def ddp(epochs: int, shared_crops=False, ranks_only=False) -> dict:
+def ddp(epochs: int) -> dict:
+    """One process for ``epochs`` epochs of 12 steps, then 2 ranks for twice as many epochs of 6 steps: ranks share
+    the crop-window stream, which starts as the single process's, so both runs crop the same windows step for step
+    and the ratio carries no crop-length noise.  The first 12 steps (warm-up: allocator, oneDNN primitives) are
+    left out of both."""
     torch.set_num_threads(1)
-    single = None if ranks_only else epoch_times(epochs)
+    single = epoch_times(epochs)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     out = f"/tmp/arl_ddp_times_{os.getpid()}.json"
-    mp.start_processes(_rank, args=(port, epochs, out, shared_crops), nprocs=2, start_method="spawn")
+    mp.start_processes(_rank, args=(port, 2 * epochs, out), nprocs=2, start_method="spawn")
     with open(out) as f:
         two = json.load(f)
     os.unlink(out)
-    # the first epoch includes warm-up (allocator, oneDNN primitives): compare the others
-    steady = [None if t is None else sum(t[1:]) / (epochs - 1) for t in (single, two)]
+    steady = [sum(single[1:]) / (epochs - 1), sum(two[2:]) / (2 * epochs - 2)]
     return {"measure": "epoch time, 2 ranks x 1 thread vs 1 process x 1 thread", "dataset": DATASET,
-            "cpu": cpu_model(), "epochs": epochs, "shared_crops": shared_crops, "one_process_s": single,
-            "two_ranks_s": two, "ratio": None if single is None else steady[1] / steady[0]}
+            "cpu": cpu_model(), "epochs": [epochs, 2 * epochs], "one_process_s": single, "two_ranks_s": two,
+            "steady_one_process_s": steady[0], "steady_two_ranks_s": steady[1], "ratio": steady[1] / steady[0],
+            "load_average_1min": os.getloadavg()[0]}
 
 
 def precision(seeds: int, epochs: int) -> list[dict]:
@@ -122,13 +109,11 @@ def precision(seeds: int, epochs: int) -> list[dict]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=("ddp", "precision"))
-    parser.add_argument("--epochs", type=int, default=None, help="ddp: 3 (first one is warm-up); precision: 5")
+    parser.add_argument("--epochs", type=int, default=None, help="ddp: 6 (the 2 ranks train twice as many; the first 12 steps are warm-up); precision: 5")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--shared-crops", action="store_true", help="ddp: every rank draws the same crop window")
-    parser.add_argument("--ranks-only", action="store_true", help="ddp: skip the one-process run")
     args = parser.parse_args(argv)
     if args.what == "ddp":
-        print(json.dumps(ddp(args.epochs or 3, args.shared_crops, args.ranks_only)), flush=True)
+        print(json.dumps(ddp(args.epochs or 6)), flush=True)
     else:
         precision(args.seeds, args.epochs or 5)
     return 0

@@ -113,6 +113,7 @@ def ddp_worker(rank, port, out_dir):
     try:
         X = np.load(f"{out_dir}/X.npy")  # BasicMotions' 40 train series: 20 per rank, 5 steps of 4
         straight = tiny_model(lr=1e-2, batch_size=4)
+        untrained_loss = held_out_loss(straight, X)
         straight.fit(X, n_epochs=DDP_EPOCHS, checkpoint=f"{out_dir}/straight/model.pt", checkpoint_every=2,
                      progress=False)
         # the same run stopped after 2 epochs, resumed from its checkpoint by new models on every rank
@@ -123,11 +124,48 @@ def ddp_worker(rank, port, out_dir):
         step = first_step(X[:8], batch_size=4)
         torch.save({"net": straight._net.state_dict(), "averaged": straight._averaged.state_dict(),
                     "log": straight.loss_log, "n_iters": straight.n_iters,
+                    "held_out_loss": [untrained_loss, held_out_loss(straight, X)],
                     "resumed_net": resumed._net.state_dict(), "resumed_averaged": resumed._averaged.state_dict(),
-                    "first_step": step},
+                    "first_step": step, "draws": recorded_draws(X)},
                    f"{out_dir}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()
+
+
+@torch.no_grad()
+def held_out_loss(model, X):
+    """The loss of the online encoder on fixed views of the first 16 series: the same task before and after
+    training, where the training log's epoch losses move with each epoch's random crop lengths."""
+    x = torch.as_tensor(X[:16])
+    model._net.eval()
+    try:
+        z1, z2 = model._net(x[:, :70])[:, 30:], model._net(x[:, 30:])[:, :40]
+    finally:
+        model._net.train()
+    return float(hierarchical_contrastive_loss(z1, z2, backend="reference"))
+
+
+def recorded_draws(X):
+    """Every step's max_train_length window start, crop window and row offsets and masks of a short run."""
+    draws = []
+    crop, mask = arl_fast.training.draw_crop, arl_fast.training.binomial_mask
+
+    def recording_crop(ts_l, *args):
+        drawn = crop(ts_l, *args)
+        draws.append({"window": drawn[:5], "offset": drawn.offset.tolist(), "masks": []})
+        return drawn
+
+    def recording_mask(*args, **kwargs):
+        drawn = mask(*args, **kwargs)
+        draws[-1]["masks"].append(drawn.clone())
+        return drawn
+
+    arl_fast.training.draw_crop, arl_fast.training.binomial_mask = recording_crop, recording_mask
+    try:  # series of 100 steps cut to windows of 60: the window's start is drawn once a batch too
+        tiny_model(batch_size=4, max_train_length=60).fit(X, n_iters=4, progress=False)
+    finally:
+        arl_fast.training.draw_crop, arl_fast.training.binomial_mask = crop, mask
+    return draws
 
 
 def fixed_crop(ts_l, batch_size, temporal_unit, host_generator, generator, device):
@@ -173,14 +211,26 @@ def test_ddp_training_on_two_ranks(tmp_path):
         assert torch.equal(ranks[0]["averaged"][key], ranks[0]["resumed_averaged"][key])
     assert ranks[0]["log"] == ranks[1]["log"] and len(ranks[0]["log"]) == DDP_EPOCHS
     assert ranks[0]["n_iters"] == DDP_EPOCHS * 5  # global steps: 40 series = 2 ranks x 5 batches of 4
-    losses = [entry["loss"] for entry in ranks[0]["log"]]
-    assert np.mean(losses[-2:]) < np.mean(losses[:2])
+    untrained, trained = ranks[0]["held_out_loss"]
+    assert trained < 0.95 * untrained, ranks[0]["held_out_loss"]
     assert os.listdir(tmp_path / "straight") == ["model.pt"]  # rank 0 only, no temporary file left
     saved = torch.load(tmp_path / "straight" / "model.pt", weights_only=True)
     assert saved["n_epochs"] == DDP_EPOCHS and len(saved["ranks"]) == WORLD
-    assert not torch.equal(saved["ranks"][0]["host_generator"], saved["ranks"][1]["host_generator"])
+    # the batch-level stream is shared, the per-series one (offsets, masks, dropout) is each rank's own
+    assert torch.equal(saved["ranks"][0]["host_generator"], saved["ranks"][1]["host_generator"])
+    assert not torch.equal(saved["ranks"][0]["generator"], saved["ranks"][1]["generator"])
     for key, value in saved["net"].items():
         assert torch.equal(value, ranks[0]["net"][key])
+
+    # every step, the ranks cut the same window and crop it alike (no rank waits for a longer crop), as one
+    # process draws one window for its whole batch; each rank shifts and masks its own series
+    draws = [rank["draws"] for rank in ranks]
+    assert len(draws[0]) == len(draws[1]) == 4
+    for d0, d1 in zip(*draws):
+        assert d0["window"] == d1["window"]
+    assert len({d["window"] for d in draws[0]}) > 1  # the window is drawn anew each step
+    assert any(d0["offset"] != d1["offset"] for d0, d1 in zip(*draws))
+    assert all(not torch.equal(a, b) for d0, d1 in zip(*draws) for a, b in zip(d0["masks"], d1["masks"]))
 
     steps = [rank["first_step"] for rank in ranks]
     for a, b in zip(steps[0]["grad"], steps[1]["grad"]):
