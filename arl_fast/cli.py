@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import sys
 import time
@@ -368,9 +369,9 @@ def main(argv=None) -> int:
     except TrainingDiverged as error:
         print(f"arl-fast {args.command}: error: {error}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt as interrupt:
+    except KeyboardInterrupt as interrupt:  # TrainingInterrupted (SIGINT or SIGTERM), or Ctrl-C elsewhere
         print(f"arl-fast {args.command}: {str(interrupt) or 'interrupted'}", file=sys.stderr)
-        return 130
+        return 128 + getattr(interrupt, "signum", signal.SIGINT)
     finally:
         torch.set_num_threads(threads)
 

@@ -47,6 +47,15 @@ class TrainingDiverged(FloatingPointError):
     """The loss became NaN or infinite; the model keeps the weights from before that step."""
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT (Ctrl-C) or SIGTERM (a scheduler's stop, a preempted node) stopped training after the step in
+    progress, the checkpoint written if there was one; ``signum`` is the signal (128 + it: the exit status)."""
+
+    def __init__(self, message: str, signum: int = signal.SIGINT):
+        super().__init__(message)
+        self.signum = int(signum)
+
+
 # ---------------------------------------------------------------------------- crops and masks
 
 
@@ -266,13 +275,13 @@ def _sync_from_rank0(model, world: World) -> None:
         generator.set_state(state)
 
 
-def _agree(world: World, *flags: bool) -> list[bool]:
-    """Each flag raised on any rank is raised on all of them."""
+def _agree(world: World, *flags: int) -> list[int]:
+    """Each flag's largest value over the ranks: a flag raised on any rank is raised on all of them."""
     if world.size == 1:
-        return list(flags)
+        return [int(flag) for flag in flags]
     tensor = torch.tensor(flags, dtype=torch.int32)
     dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=world.group)
-    return [bool(v) for v in tensor]
+    return tensor.tolist()
 
 
 def _gather(world: World, obj) -> list:
@@ -303,30 +312,32 @@ def save_checkpoint(model, path, world: World) -> None:
         dist.barrier(group=world.group)
 
 
-# ---------------------------------------------------------------------------- Ctrl-C
+# ---------------------------------------------------------------------------- Ctrl-C and SIGTERM
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class StopRequest:
-    """While active, SIGINT (Ctrl-C) only records a request to stop, which training honours after the step in
-    progress.  Repeated SIGINTs (torchrun forwards its own) change nothing; other threads keep Python's handler."""
+    """While active, SIGINT (Ctrl-C) and SIGTERM only record a request to stop, which training honours after the
+    step in progress; ``signal`` is the first one received.  Repeated signals (torchrun forwards its own) change
+    nothing; other threads keep Python's handlers."""
 
     def __init__(self):
-        self.requested = False
-        self._installed = False
-        self._previous = None
+        self.signal = None
+        self._previous = {}
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-            self._installed = True
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in STOP_SIGNALS}
         return self
 
     def _handle(self, signum, frame):
-        self.requested = True
+        if self.signal is None:
+            self.signal = signum
 
     def __exit__(self, *exc):
-        if self._installed:
-            signal.signal(signal.SIGINT, self._previous if self._previous is not None else signal.SIG_DFL)
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
         return False
 
 
@@ -431,7 +442,7 @@ def fit(model, data: torch.Tensor, n_epochs, n_iters, progress, checkpoint, chec
                 if levels is not None:
                     values = torch.cat([values, levels.detach().float()])
                 values = values.tolist()
-                interrupted, diverged = _agree(world, stop.requested, not math.isfinite(values[0]))
+                stop_signal, diverged = _agree(world, stop.signal or 0, not math.isfinite(values[0]))
                 if diverged:
                     kept = f"; {checkpoint} keeps the last checkpoint" if checkpoint and Path(checkpoint).exists() else ""
                     on_rank = f" on rank {world.rank}" if world.size > 1 else ""
@@ -448,11 +459,12 @@ def fit(model, data: torch.Tensor, n_epochs, n_iters, progress, checkpoint, chec
                 epoch["step"] += 1
                 model.n_iters += 1
                 bar.update()
-                if interrupted:
+                if stop_signal:
                     if checkpoint is not None:
                         save_checkpoint(model, checkpoint, world)
                     where = f"; checkpoint: {checkpoint}" if checkpoint is not None else ""
-                    raise KeyboardInterrupt(f"training interrupted at iteration {model.n_iters}{where}")
+                    raise TrainingInterrupted(f"training interrupted ({signal.Signals(stop_signal).name}) at "
+                                              f"iteration {model.n_iters}{where}", stop_signal)
             if epoch["step"] < per_epoch:
                 break  # the iteration budget ends inside this epoch: the next fit continues it
             loss_sum, level_sum, level_count = _epoch_totals(world, epoch)

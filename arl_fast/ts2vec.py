@@ -278,8 +278,10 @@ class TS2Vec:
 
         ``checkpoint`` (a path) is written atomically every
         ``checkpoint_every`` epochs (None: only at the end), at the end, and
-        when Ctrl-C interrupts training: SIGINT lets the step in progress
-        finish, writes the checkpoint, then raises KeyboardInterrupt.  A
+        when Ctrl-C or SIGTERM interrupts training: the step in progress
+        finishes, the checkpoint is written, then
+        :class:`arl_fast.training.TrainingInterrupted` (a KeyboardInterrupt)
+        is raised.  A
         non-finite loss raises :class:`arl_fast.training.TrainingDiverged`
         before its step is taken, leaving the last checkpoint as it was.
 

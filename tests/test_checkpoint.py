@@ -1,5 +1,6 @@
-"""A training run killed (SIGKILL) or interrupted (SIGINT, Ctrl-C) after its second checkpoint resumes with
-``--resume`` to exactly the model an uninterrupted run of the same seed trains (CPU determinism)."""
+"""A training run killed (SIGKILL) or interrupted (SIGINT: Ctrl-C; SIGTERM: a scheduler or a preempted node) after
+its second checkpoint resumes with ``--resume`` to exactly the model an uninterrupted run of the same seed trains
+(CPU determinism)."""
 
 import os
 import signal
@@ -40,12 +41,12 @@ def assert_same_state(path: Path, reference: dict):
 
 @pytest.fixture(scope="module")
 def interrupted_runs(tmp_path_factory):
-    """Start a SIGKILL run and a SIGINT run side by side, train the uninterrupted reference meanwhile, then signal
+    """Start a SIGKILL, a SIGINT and a SIGTERM run side by side, train the uninterrupted reference meanwhile, then signal
     each run once its second checkpoint is on disk."""
     folder = tmp_path_factory.mktemp("interrupted")
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     runs = {}
-    for sig in (signal.SIGKILL, signal.SIGINT):
+    for sig in (signal.SIGKILL, signal.SIGINT, signal.SIGTERM):
         path = folder / sig.name / "model.pt"
         path.parent.mkdir()
         command = [sys.executable, "-m", "arl_fast", *TRAIN, "--epochs", str(EPOCHS), "--out", str(path)]
@@ -58,7 +59,7 @@ def interrupted_runs(tmp_path_factory):
     thread.start()
     try:
         deadline = time.monotonic() + 240
-        pending = {signal.SIGKILL, signal.SIGINT}
+        pending = {signal.SIGKILL, signal.SIGINT, signal.SIGTERM}
         while pending:
             assert time.monotonic() < deadline, "the runs did not reach their second checkpoint in 240 s"
             for sig in list(pending):
@@ -98,10 +99,11 @@ def test_sigkill_after_the_second_checkpoint_then_resume(interrupted_runs, refer
     assert_same_state(run["path"], reference)
 
 
-def test_sigint_writes_a_checkpoint_exits_130_then_resumes(interrupted_runs, reference):
-    run = interrupted_runs[signal.SIGINT]
-    assert run["returncode"] == 130, run["stderr"]
-    assert "interrupted" in run["stderr"] and "Traceback" not in run["stderr"]
+@pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_stop_signal_writes_a_checkpoint_exits_128_plus_it_then_resumes(interrupted_runs, reference, sig, status):
+    run = interrupted_runs[sig]
+    assert run["returncode"] == status, run["stderr"]
+    assert f"interrupted ({sig.name})" in run["stderr"] and "Traceback" not in run["stderr"]
     state = torch.load(run["path"], map_location="cpu", weights_only=True)
     assert 2 <= state["n_epochs"] < EPOCHS and state["n_iters"] >= 10
     assert os.listdir(run["path"].parent) == ["model.pt"]  # the interrupted write left no temporary file
