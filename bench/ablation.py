@@ -230,14 +230,17 @@ def run_study(args) -> None:
             report(index, run, _train_and_save(*run))
         return
     # Runs start in plan order, so the runs side by side are neighbours (same seed, mostly the same dataset).
+    # Leaving the block, on Ctrl-C or a failed run too, terminates the workers: nothing trains on unseen.
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_init_worker, initargs=(threads,)) as pool:
-        futures = {pool.submit(_train_and_save, *run): (index, run) for index, run in todo}
-        for future in as_completed(futures):
-            report(*futures[future], future.result())
+    with multiprocessing.get_context("spawn").Pool(args.jobs, _init_worker, (threads,)) as pool:
+        for index, run, record in pool.imap_unordered(_train_indexed, todo):
+            report(index, run, record)
+
+
+def _train_indexed(item):
+    index, run = item
+    return index, run, _train_and_save(*run)
 
 
 # ---------------------------------------------------------------- report
@@ -488,7 +491,10 @@ def main(argv=None):
             except ValueError as error:
                 parser.error(str(error).replace("--losses", "--variants"))
     if not args.report:
-        run_study(args)
+        try:
+            run_study(args)
+        except KeyboardInterrupt:
+            raise SystemExit("interrupted: the finished runs are saved; the same command resumes") from None
     print(build_report(args.out, args.settings, args.variants, args.seeds, args.only))
 
 
