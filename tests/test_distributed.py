@@ -3,8 +3,11 @@ averages their gradients; every rank of the adaptive loss trains the same resolu
 
 import os
 import socket
+import subprocess
+import sys
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +21,7 @@ from arl_fast.data import load_uea
 from arl_fast.losses import hierarchical_contrastive_loss
 
 WORLD = 2
+REPO = Path(__file__).resolve().parents[1]
 EPOCHS = 6
 
 
@@ -243,3 +247,19 @@ def test_ddp_training_on_two_ranks(tmp_path):
     # one rank's half alone gives another gradient: the agreement above is the average of both halves
     half = first_step(X[[0, 2, 4, 6]], batch_size=4)
     assert not all(torch.allclose(a, b, rtol=1e-3) for a, b in zip(half["grad"], single["grad"]))
+
+
+def test_the_command_line_trains_under_torchrun(tmp_path):
+    """The README's `torchrun --nproc-per-node 2 -m arl_fast train ...`: both ranks join, the budget counts global
+    steps (40 series on 2 ranks of batch 8: 2 steps an epoch), rank 0 alone writes the checkpoint, with both ranks' state."""
+    path = tmp_path / "model.pt"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(WORLD),
+               "-m", "arl_fast", "train", "--dataset", "BasicMotions", "--epochs", "2", "--repr-dims", "8",
+               "--hidden-dims", "8", "--depth", "1", "--threads", "1", "--device", "cpu", "--quiet", "--out", str(path)]
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert "2 epochs, 4 iterations" in done.stdout
+    assert os.listdir(tmp_path) == ["model.pt"]
+    saved = torch.load(path, weights_only=True)
+    assert (saved["n_epochs"], saved["n_iters"], len(saved["ranks"])) == (2, 4, WORLD)
