@@ -251,7 +251,8 @@ def test_ddp_training_on_two_ranks(tmp_path):
 
 def test_the_command_line_trains_under_torchrun(tmp_path):
     """The README's `torchrun --nproc-per-node 2 -m arl_fast train ...`: both ranks join, the budget counts global
-    steps (40 series on 2 ranks of batch 8: 2 steps an epoch), rank 0 alone writes the checkpoint, with both ranks' state."""
+    steps (40 series on 2 ranks of batch 8: 2 steps an epoch), rank 0 alone writes the checkpoint, with both
+    ranks' state."""
     path = tmp_path / "model.pt"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(WORLD),
                "-m", "arl_fast", "train", "--dataset", "BasicMotions", "--epochs", "2", "--repr-dims", "8",
