@@ -13,8 +13,9 @@ R ranks with batch b is drawn as one process draws a batch of R*b: what TS2Vec
 draws once per batch (the ``max_train_length`` window and the crop window)
 comes from a stream all ranks share, what it draws per series (crop offsets,
 masks, dropout) from each rank's own.  So no rank waits for another that drew
-a longer crop, and the global batch is distributed as a single process's.  After every step's forward the ranks agree on whether to
-stop (Ctrl-C on any rank, a non-finite loss on any rank), so no rank is left
+a longer crop, and the global batch is distributed as a single process's.
+After every step's forward the ranks agree on whether to stop (Ctrl-C or
+SIGTERM on any rank, a non-finite loss on any rank), so no rank is left
 waiting in a collective.  Only rank 0 writes checkpoints, and it writes them
 atomically: a kill at any instant leaves the previous checkpoint or the new
 one, never a torn file.
