@@ -13,18 +13,17 @@ Each run writes ``OUT/runs/SETTING/DATASET/VARIANT/seed_N.json`` atomically; a r
 so the command resumes where it stopped.  The settings run one after the other, seeds outermost within each, so
 all variants see the same machine load when it drifts.  ``--jobs`` runs train side by side (default 2, one torch thread each on 2 cores: more runs an hour than
 one 2-thread run); runs start in plan order, so the runs side by side are neighbours, and each run file records
-the threads and runs side by side it was timed with.  After the runs, ``OUT/REPORT.md`` and one figure per setting are built from every run file present
-(``--report`` builds them without training).
+the threads and runs side by side it was timed with.  After the runs, ``OUT/REPORT.md`` and one figure per
+setting are built from every run file present (``--report`` builds them without training).
 
 Usage (the full study):
 
     flock /tmp/arl_bench.lock python bench/ablation.py
 
-On the 2-core development machine (cpp backend, 2 threads, other work running) one seed of the paper setting
-took 25 minutes on ACSF1, AtrialFibrillation, Cricket and StandWalkJump; MotorImagery adds about 13 (timed at
-3 steps a variant), so 5 seeds take about 3 hours.  TS2Vec's setting was only timed at 4 iterations, 1-8 s an
-iteration: over an hour a seed, 5 to 10 hours for 5 seeds.  Timings suffer from other work on the machine
-(the report gives the load average): run the study on an otherwise idle machine.
+On the 2-core development machine (AMD EPYC, cpp backend, two 1-thread runs side by side) the paper setting took
+about 45 minutes for 5 seeds of its five datasets (MotorImagery 50-90 s a run), and TS2Vec's setting about
+12.5 minutes a seed on ACSF1 (235-355 s a run) and 10.5 on Cricket (200-285 s): about 2 hours for 5 seeds.  Timings suffer
+from other work on the machine (the report gives the load average): run the study on an otherwise idle machine.
 
     python bench/ablation.py --report                       # rebuild the report from the run files
     python bench/ablation.py --only Cricket --settings paper --seeds 2 --out /tmp/ablation   # a subset
