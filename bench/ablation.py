@@ -11,9 +11,9 @@ Trains TS2Vec with the hierarchical loss and each selection variant of the adapt
 
 Each run writes ``OUT/runs/SETTING/DATASET/VARIANT/seed_N.json`` atomically; a run whose file exists is skipped,
 so the command resumes where it stopped.  The settings run one after the other, seeds outermost within each, so
-all variants see the same machine load when it drifts.  ``--jobs`` runs train side by side (default 2, one torch thread each on 2 cores: more runs an hour than
-one 2-thread run); runs start in plan order, so the runs side by side are neighbours, and each run file records
-the threads and runs side by side it was timed with.  After the runs, ``OUT/REPORT.md`` and one figure per
+all variants see the same machine load when it drifts.  ``--jobs`` runs train side by side (default 2, one torch
+thread each on 2 cores: more runs an hour than one 2-thread run); runs start in plan order, so the runs side by
+side are neighbours, and each run file records the threads and runs side by side it was timed with.  After the runs, ``OUT/REPORT.md`` and one figure per
 setting are built from every run file present (``--report`` builds them without training).
 
 Usage (the full study):
@@ -22,8 +22,9 @@ Usage (the full study):
 
 On the 2-core development machine (AMD EPYC, cpp backend, two 1-thread runs side by side) the paper setting took
 about 45 minutes for 5 seeds of its five datasets (MotorImagery 50-90 s a run), and TS2Vec's setting about
-12.5 minutes a seed on ACSF1 (235-355 s a run) and 10.5 on Cricket (200-285 s): about 2 hours for 5 seeds.  Timings suffer
-from other work on the machine (the report gives the load average): run the study on an otherwise idle machine.
+12.5 minutes a seed on ACSF1 (235-355 s a run) and 10.5 on Cricket (200-285 s): about 2 hours for 5 seeds.
+Timings suffer from other work on the machine (the report gives the load average): run the study on an otherwise
+idle machine.
 
     python bench/ablation.py --report                       # rebuild the report from the run files
     python bench/ablation.py --only Cricket --settings paper --seeds 2 --out /tmp/ablation   # a subset
