@@ -13,8 +13,9 @@ Each run writes ``OUT/runs/SETTING/DATASET/VARIANT/seed_N.json`` atomically; a r
 so the command resumes where it stopped.  The settings run one after the other, seeds outermost within each, so
 all variants see the same machine load when it drifts.  ``--jobs`` runs train side by side (default 2, one torch
 thread each on 2 cores: more runs an hour than one 2-thread run); runs start in plan order, so the runs side by
-side are neighbours, and each run file records the threads and runs side by side it was timed with.  After the runs, ``OUT/REPORT.md`` and one figure per
-setting are built from every run file present (``--report`` builds them without training).
+side are neighbours, and each run file records the threads and runs side by side it was timed with.  After the
+runs, ``OUT/REPORT.md`` and one figure per setting are built from every run file present (``--report`` builds
+them without training).
 
 Usage (the full study):
 
