@@ -23,7 +23,7 @@ Usage (the full study):
 
 On the 2-core development machine (AMD EPYC, cpp backend, two 1-thread runs side by side) the paper setting took
 about 45 minutes for 5 seeds of its five datasets (MotorImagery 50-90 s a run), and TS2Vec's setting about
-12.5 minutes a seed on ACSF1 (235-355 s a run) and 10.5 on Cricket (200-285 s): about 2 hours for 5 seeds.
+12 minutes a seed on ACSF1 (225-375 s a run) and 10 on Cricket (200-300 s): about 2 hours for 5 seeds.
 Timings suffer from other work on the machine (the report gives the load average): run the study on an otherwise
 idle machine.
 
@@ -231,12 +231,15 @@ def run_study(args) -> None:
             report(index, run, _train_and_save(*run))
         return
     # Runs start in plan order, so the runs side by side are neighbours (same seed, mostly the same dataset).
-    # Leaving the block, on Ctrl-C or a failed run too, terminates the workers: nothing trains on unseen.
+    # Leaving the block on Ctrl-C or a failed run terminates the workers: nothing trains on unseen.  After the
+    # last run they are joined instead, so each exits cleanly (a killed one leaks joblib's semaphores).
     import multiprocessing
 
     with multiprocessing.get_context("spawn").Pool(args.jobs, _init_worker, (threads,)) as pool:
         for index, run, record in pool.imap_unordered(_train_indexed, todo):
             report(index, run, record)
+        pool.close()
+        pool.join()
 
 
 def _train_indexed(item):
