@@ -23,7 +23,7 @@ Usage (the full study):
 
 On the 2-core development machine (AMD EPYC, cpp backend, two 1-thread runs side by side) the paper setting took
 about 45 minutes for 5 seeds of its five datasets (MotorImagery 50-90 s a run), and TS2Vec's setting about
-12 minutes a seed on ACSF1 (225-375 s a run) and 10 on Cricket (200-300 s): about 2 hours for 5 seeds.
+12 minutes a seed on ACSF1 (240-390 s a run) and 10 on Cricket (200-300 s): about 2 hours for 5 seeds.
 Timings suffer from other work on the machine (the report gives the load average): run the study on an otherwise
 idle machine.
 
