@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from .adaptive import variant_options
 from .backends import resolve_backend
 from .data import load_uea
-from .evaluation import CLASSIFIERS, classification_accuracy
+from .tasks.classification import CLASSIFIERS, classification_accuracy
 from .plots import write_compare_plots
 from .training import TrainingDiverged
 from .ts2vec import TS2Vec

@@ -133,7 +133,7 @@ def train_one(data, setting, dataset, variant, seed, config, threads, backend_re
     import torch
 
     from arl_fast import TS2Vec
-    from arl_fast.evaluation import classification_accuracy
+    from arl_fast.tasks.classification import classification_accuracy
 
     device = torch.device("cpu")
     model = TS2Vec(

@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from arl_fast import AdaptiveResolutionLoss, TS2Vec, load_uea
-from arl_fast.evaluation import classification_accuracy
+from arl_fast.tasks.classification import classification_accuracy
 
 
 def distance_from_uniform(probabilities):

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from arl_fast import TS2Vec, load_uea
-from arl_fast.evaluation import classification_accuracy
+from arl_fast.tasks.classification import classification_accuracy
 
 from cpu_loss import cpu_model
 

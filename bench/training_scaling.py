@@ -22,7 +22,7 @@ import torch.multiprocessing as mp
 
 from arl_fast import TS2Vec
 from arl_fast.data import load_uea
-from arl_fast.evaluation import classification_accuracy
+from arl_fast.tasks.classification import classification_accuracy
 
 DATASET = "ACSF1"
 

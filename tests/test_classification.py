@@ -3,8 +3,8 @@ import pytest
 import torch
 from sklearn.model_selection import GridSearchCV
 
-from arl_fast import evaluation
-from arl_fast.evaluation import classification_accuracy, evaluate_classification, fit_logreg, fit_svm
+from arl_fast.tasks import classification
+from arl_fast.tasks.classification import classification_accuracy, evaluate_classification, fit_logreg, fit_svm
 from arl_fast.ts2vec import TS2Vec
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -76,4 +76,4 @@ def test_bad_arguments():
         classification_accuracy(features[:, None], labels, features, labels)
     with pytest.raises(ValueError, match="test_labels"):
         classification_accuracy(features, labels, features, labels[:-1])
-    assert evaluation.CLASSIFIERS == ("svm", "logreg")
+    assert classification.CLASSIFIERS == ("svm", "logreg")
