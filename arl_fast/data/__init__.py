@@ -1,6 +1,7 @@
 """Data loaders, one module per kind of data: UCR/UEA classification archives (:mod:`.uea`),
 forecasting CSVs with a date column (:mod:`.forecast`), labelled anomaly series (:mod:`.nab`)."""
 
+from .forecast import ForecastDataset, load_forecast_csv
 from .uea import DATA_ENV, UEADataset, load_uea, to_ts2vec
 
-__all__ = ["DATA_ENV", "UEADataset", "load_uea", "to_ts2vec"]
+__all__ = ["DATA_ENV", "ForecastDataset", "UEADataset", "load_forecast_csv", "load_uea", "to_ts2vec"]
