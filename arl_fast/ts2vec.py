@@ -18,8 +18,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import training
+from . import encoding, training
 from .encoder import TSEncoder
+from .encoding import check_mask
 from .losses import resolution_losses
 from .training import (  # noqa: F401  (re-exported: the crop and mask helpers of TS2Vec's training step)
     Crop,
@@ -315,33 +316,64 @@ class TS2Vec:
 
     # ------------------------------------------------------------------ inference
 
-    @torch.no_grad()
-    def encode(self, X, encoding_window: str | int | None = None, batch_size: int | None = None) -> np.ndarray:
+    def encode(
+        self,
+        X,
+        encoding_window: str | int | None = None,
+        *,
+        causal: bool = False,
+        sliding_length: int | None = None,
+        sliding_padding: int = 0,
+        mask: str | None = None,
+        batch_size: int | None = None,
+        prune: bool = True,
+        progress: bool = False,
+    ) -> np.ndarray:
         """Representations of series ``X`` (n_series, n_timestamps, n_channels) from the averaged encoder.
 
         ``encoding_window=None`` gives one vector per timestamp, (n, T, output_dims);
         ``"full_series"`` max-pools over the whole series, (n, output_dims);
-        an int ``w`` max-pools over a centred window of ``w`` steps, (n, T, output_dims).
+        an int ``w`` max-pools over a centred window of ``w`` steps, (n, T, output_dims);
+        ``"multiscale"`` concatenates max-pools over windows of ``2**(k+1) + 1`` steps, k = 0, 1, ...
+        while ``2**k + 1`` is shorter than the series (or the sliding window).
+
+        ``sliding_length=s`` encodes each window ``[t - sliding_padding, t + s + (0 if causal else
+        sliding_padding))``, t = 0, s, 2s, ..., on its own, NaN-padded outside the series, and keeps the
+        outputs of ``[t, t + s)`` (pooled within the window first); the result is cut to the series' length.
+        ``causal=True, sliding_length=1, sliding_padding=200`` is TS2Vec's forecasting encode.  Windows are
+        batched, ``batch_size`` per forward pass (default: about 65,536 window steps); without sliding,
+        ``batch_size`` counts series (default: 4 x the training batch size).  ``prune=False`` computes every
+        position of every window instead of the pruned computation (same values up to float rounding).
+
+        ``mask`` is ``"all_true"`` (the default: every timestamp seen), ``"all_false"`` or ``"mask_last"``
+        (the last timestamp of each window, or of each series without sliding, masked in the hidden space, as
+        TS2Vec's anomaly detection needs).  ``progress`` shows a bar over a long sliding encode.
         """
         x = _check_series("X", X, self.input_dims)
-        if encoding_window is not None and encoding_window != "full_series":
+        if encoding_window is not None and encoding_window not in ("full_series", "multiscale"):
             if isinstance(encoding_window, str):
-                raise ValueError(f"encoding_window must be None, 'full_series' or an int, got {encoding_window!r}")
+                raise ValueError(
+                    f"encoding_window must be None, 'full_series', 'multiscale' or an int, got {encoding_window!r}"
+                )
             encoding_window = _check_int("encoding_window", encoding_window, 1)
-        batch_size = _check_int("batch_size", batch_size, 1) if batch_size is not None else 4 * self.batch_size
-        outputs = []
-        for start in range(0, len(x), batch_size):
-            batch = torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size], dtype=np.float32))
-            out = self._averaged(batch.to(self.device)).transpose(1, 2)  # (B, C, T)
-            if encoding_window == "full_series":
-                out = F.max_pool1d(out, kernel_size=out.size(2)).squeeze(2)
-            else:
-                if encoding_window is not None:
-                    out = F.max_pool1d(out, encoding_window, stride=1, padding=encoding_window // 2)
-                    out = out[:, :, : x.shape[1]]
-                out = out.transpose(1, 2)
-            outputs.append(out.cpu())
-        return torch.cat(outputs).numpy()
+        mask = check_mask(mask)
+        if not isinstance(causal, (bool, np.bool_)):
+            raise TypeError(f"causal must be True or False, got {causal!r}")
+        sliding_padding = _check_int("sliding_padding", sliding_padding, 0)
+        if sliding_length is None:
+            if causal or sliding_padding:
+                raise ValueError("causal and sliding_padding apply to sliding windows: give sliding_length too "
+                                 "(e.g. causal=True, sliding_length=1, sliding_padding=200)")
+            batch_size = 4 * self.batch_size if batch_size is None else _check_int("batch_size", batch_size, 1)
+        else:
+            sliding_length = _check_int("sliding_length", sliding_length, 1)
+            if batch_size is not None:
+                batch_size = _check_int("batch_size", batch_size, 1)
+        return encoding.encode(
+            self._averaged, x, encoding_window, causal=bool(causal), sliding_length=sliding_length,
+            sliding_padding=sliding_padding, mask=mask, batch_size=batch_size, device=self.device,
+            prune=bool(prune), progress=progress,
+        )
 
     # ------------------------------------------------------------------ checkpoints
 

@@ -164,7 +164,7 @@ def test_encode_shapes_and_windows():
         np.testing.assert_allclose(pooled, expected, rtol=1e-5, atol=1e-6)  # batch size 2: other kernels
     np.testing.assert_allclose(model.encode(x, batch_size=1), per_step, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="encoding_window"):
-        model.encode(x, encoding_window="multiscale")
+        model.encode(x, encoding_window="max")
     with pytest.raises(ValueError, match="to_ts2vec"):
         model.encode(x.transpose(0, 2, 1))  # aeon's layout
     with pytest.raises(ValueError, match=r"\(n_series, n_timestamps, n_channels\)"):
