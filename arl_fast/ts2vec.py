@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from . import encoding, training
 from .encoder import TSEncoder
+from .backends import resolve_backend
 from .encoding import check_mask
 from .losses import resolution_losses
 from .training import (  # noqa: F401  (re-exported: the crop and mask helpers of TS2Vec's training step)
@@ -55,12 +56,21 @@ def centerize_vary_length_series(x: np.ndarray) -> np.ndarray:
 
 
 def _resolve_device(device) -> torch.device:
-    if device == "auto":
+    if isinstance(device, str) and device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
+        resolved = torch.device(device)
     except (RuntimeError, TypeError) as error:
         raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or a torch.device, got {device!r}") from error
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"device={device!r} but this machine has no usable CUDA device; available: 'cpu'")
+        if resolved.index is not None and resolved.index >= count:
+            raise ValueError(f"device={device!r} but this machine has {count} CUDA device(s): cuda:0..cuda:{count - 1}")
+    elif resolved.type != "cpu":
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+    return resolved
 
 
 def _check_int(name, value, lowest):
@@ -151,8 +161,9 @@ class TS2Vec:
         if not lr > 0:
             raise ValueError(f"lr must be > 0, got {lr}")
         self.lr = float(lr)
-        self.backend = backend
         self.device = _resolve_device(device)
+        resolve_backend(backend, self.device)  # a ValueError naming the backends available, now rather than at fit
+        self.backend = backend
         if seed is not None:
             seed = _check_int("seed", seed, 0)
         self.seed = seed

@@ -266,3 +266,11 @@ def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="custom loss"):
         TS2Vec.from_checkpoint(tmp_path / "custom.pt")
     assert TS2Vec.from_checkpoint(tmp_path / "custom.pt", loss="hierarchical", device="cpu").loss_name == "hierarchical"
+
+
+def test_unknown_backend_and_missing_cuda_fail_at_construction():
+    with pytest.raises(ValueError, match=r"unknown backend 'bogus'; available: auto, reference"):
+        TS2Vec(input_dims=2, backend="bogus")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device='cuda' but this machine has no usable CUDA device"):
+            TS2Vec(input_dims=2, device="cuda")
