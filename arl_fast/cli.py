@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import signal
-import statistics
 import sys
 import time
 from datetime import datetime
@@ -19,15 +18,19 @@ from tqdm.auto import tqdm
 from .adaptive import variant_options
 from .backends import resolve_backend
 from .data import load_uea
-from .tasks.classification import CLASSIFIERS, classification_accuracy
 from .plots import write_compare_plots
+from .tasks import classification, forecasting
+from .tasks.classification import format_table, summarize, totals  # noqa: F401  (Table 1, as before)
 from .training import TrainingDiverged
 from .ts2vec import TS2Vec
 
 
 # What ``compare`` runs without --dataset: long enough series for the loss to dominate a training step,
 # a budget that trains both losses in under 5 minutes on 2 CPU cores with TS2Vec's default model.
-DEMO_DATASET, DEMO_EPOCHS = "ACSF1", 5
+DEMO_DATASET, DEMO_EPOCHS = classification.DEFAULT_DATASET, 5
+
+# The tasks ``compare --task`` runs, each a module of arl_fast.tasks with the same functions.
+TASKS = {module.TASK: module for module in (classification, forecasting)}
 
 
 # What ``compare`` trains without --losses: TS2Vec's loss and the paper's.
@@ -76,8 +79,10 @@ def _positive_float(text):
 
 def _add_training_options(parser):
     data = parser.add_argument_group("data")
-    data.add_argument("--data-dir", metavar="DIR", help="folder holding NAME/NAME_TRAIN.ts and NAME_TEST.ts "
-                      "(or .ts.gz); also searched: $ARL_FAST_DATA, aeon's bundled datasets and its download cache")
+    data.add_argument("--data-dir", metavar="DIR", help="classification: folder holding NAME/NAME_TRAIN.ts and "
+                      "NAME_TEST.ts (or .ts.gz), also searched: $ARL_FAST_DATA, aeon's bundled datasets and its "
+                      "download cache; forecasting: folder holding NAME.csv; anomaly: the NAB folder (or one of "
+                      "its subfolders)")
     model = parser.add_argument_group("model and training (TS2Vec's defaults; the paper's appendix D.4 used "
                                       "--repr-dims 16 --depth 2)")
     model.add_argument("--repr-dims", type=_positive_int, default=320, metavar="N", help="representation size (320)")
@@ -98,8 +103,6 @@ def _add_training_options(parser):
     run.add_argument("--backend", default="auto", help="loss backend: auto, reference, triton (auto: the fastest for the device)")
     run.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
                      help="fp32, or mixed precision: bf16 (CPU or CUDA) or fp16 (CUDA only); weights stay fp32 (fp32)")
-    run.add_argument("--classifier", choices=CLASSIFIERS, default="svm",
-                     help="svm: TS2Vec's protocol; logreg: the paper's logistic regression (svm)")
     run.add_argument("--threads", type=_positive_int, metavar="N",
                      help="CPU threads PyTorch may use (default: PyTorch's choice, one per core; on a machine busy "
                           "with other work, 1 can be much faster)")
@@ -140,7 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--seeds", type=_positive_int, default=1, metavar="N",
                          help="runs per loss, seeds 0..N-1 (1; the paper used 5)")
     compare.add_argument("--out", metavar="DIR", help="output folder (default: runs/<timestamp>)")
+    compare.add_argument("--task", choices=list(TASKS), default="classification",
+                         help="classification (UCR/UEA, accuracy), forecasting (a CSV with a date column, e.g. "
+                              "--dataset ETTh1 --data-dir ../shared/data/ETT: MSE / MAE per horizon) or anomaly "
+                              "(NAB-style series: F1) (classification)")
     _add_training_options(compare)
+    for module in TASKS.values():
+        module.add_arguments(compare.add_argument_group(f"{module.TASK} options"))
 
     train = commands.add_parser(
         "train", help="train one model, report its accuracy and save it",
@@ -155,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "epochs and on Ctrl-C (default: the --resume file, else runs/<timestamp>/model.pt)")
     train.add_argument("--checkpoint-every", type=_positive_int, metavar="N",
                        help="also write the checkpoint every N epochs (atomically: a killed run keeps the last one)")
+    classification.add_arguments(train.add_argument_group("classification options"))
     train.add_argument("--resume", metavar="FILE", nargs="?", const="",
                        help="continue training this checkpoint (default: the --out file) up to the --epochs/--iters "
                             "total, with the model and training options saved in it")
@@ -179,62 +189,6 @@ def _timed_fit(model, X, args):
     return time.perf_counter() - start
 
 
-def _features(model, data):
-    return model.encode(data.X_train, "full_series"), model.encode(data.X_test, "full_series")
-
-
-def summarize(runs: list[dict]) -> dict:
-    """Per dataset and loss, the mean training time and accuracy over seeds; with both losses, their time
-    ratio (adaptive / hierarchical)."""
-    summary: dict = {}
-    for run in runs:
-        summary.setdefault(run["dataset"], {}).setdefault(run["loss"], []).append(run)
-    for dataset, per_loss in summary.items():
-        for loss, loss_runs in per_loss.items():
-            per_loss[loss] = {
-                "train_time_s": statistics.fmean(r["train_time_s"] for r in loss_runs),
-                "accuracy": statistics.fmean(r["accuracy"] for r in loss_runs),
-            }
-        if "hierarchical" in per_loss and "adaptive" in per_loss:
-            per_loss["time_ratio"] = per_loss["adaptive"]["train_time_s"] / per_loss["hierarchical"]["train_time_s"]
-    return summary
-
-
-def totals(summary: dict, losses: list[str]) -> dict:
-    """Total training time per loss over the datasets, and the ratio of the totals."""
-    total = {loss: sum(per_loss[loss]["train_time_s"] for per_loss in summary.values() if loss in per_loss)
-             for loss in losses}
-    if total.get("hierarchical") and "adaptive" in total:
-        total["time_ratio"] = total["adaptive"] / total["hierarchical"]
-    return total
-
-
-def format_table(results: dict) -> str:
-    """The paper's Table 1: dataset, length, time and accuracy per loss, time ratio; then the totals."""
-    losses, lengths = results["losses"], results["lengths"]
-    summary, total = results["summary"], results["total"]
-    with_ratio = "time_ratio" in total
-    header1 = ["", ""] + [part for loss in losses for part in (loss, "")] + (["adaptive /"] if with_ratio else [])
-    header2 = ["Dataset", "Length"] + ["time (s)", "acc."] * len(losses) + (["hier. time"] if with_ratio else [])
-    rows = []
-    for dataset, per_loss in summary.items():
-        row = [dataset, str(lengths[dataset])]
-        for loss in losses:
-            row += [f"{per_loss[loss]['train_time_s']:.2f}", f"{per_loss[loss]['accuracy']:.3f}"]
-        rows.append(row + ([f"{per_loss['time_ratio']:.2f}"] if with_ratio else []))
-    total_row = ["Total", "-"] + [part for loss in losses for part in (f"{total[loss]:.2f}", "-")]
-    rows.append(total_row + ([f"{total['time_ratio']:.2f}"] if with_ratio else []))
-    table = [header1, header2, *rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header2))]
-    lines = []
-    for row in table:
-        cells = [cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))]
-        lines.append("  ".join(cells).rstrip())
-    lines.insert(2, "-" * len(lines[1]))
-    lines.insert(len(lines) - 1, "-" * len(lines[1]))
-    return "\n".join(lines)
-
-
 def _default_run_dir() -> Path:
     return Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
 
@@ -248,33 +202,36 @@ def _device(name) -> torch.device:
 
 
 def compare(args, device: torch.device) -> int:
+    task = TASKS[args.task]
     losses = args.losses or DEFAULT_LOSSES
     names = dict.fromkeys(part for item in losses for part in item.split(",") if part)
     losses = [check_loss_name(name) for name in names]
-    if not args.dataset and args.epochs is None and args.iters is None:
+    if task is classification and not args.dataset and args.epochs is None and args.iters is None:
         args.epochs = DEMO_EPOCHS
-    datasets = list(dict.fromkeys(args.dataset or [DEMO_DATASET]))
+    datasets = list(dict.fromkeys(args.dataset or [task.DEFAULT_DATASET]))
     backend = resolve_backend(args.backend, device)
     out_dir = Path(args.out) if args.out else _default_run_dir()
 
-    runs, histories, embeddings, lengths = [], {}, {}, {}
+    runs, histories, artefacts, lengths, baselines = [], {}, {}, {}, {}
     results_path = out_dir / "results.json"
     progress = tqdm(total=len(datasets) * len(losses) * args.seeds, unit="run", desc="compare", disable=args.quiet)
     for dataset in datasets:
-        data = load_uea(dataset, args.data_dir)
-        lengths[dataset] = data.X_train.shape[1]
-        # Seeds outermost, so both losses see the same machine load when it drifts during a long comparison.
+        data = task.load(dataset, args.data_dir, args)
+        series = task.train_series(data)
+        lengths[dataset] = series.shape[1]
+        row = task.baseline(data, args)
+        if row is not None:
+            baselines[dataset] = row
+        # Seeds outermost, so every loss sees the same machine load when it drifts during a long comparison.
         for seed in range(args.seeds):
             for loss in losses:
                 progress.set_postfix_str(f"{dataset} {loss} seed {seed}")
-                model = _model(args, data.X_train.shape[2], loss, seed, device)
-                train_time = _timed_fit(model, data.X_train, args)
-                train_features, test_features = _features(model, data)
-                accuracy = classification_accuracy(train_features, data.y_train, test_features, data.y_test,
-                                                   args.classifier)
+                model = _model(args, series.shape[2], loss, seed, device)
+                train_time = _timed_fit(model, series, args)
+                metrics, artefact = task.evaluate(model, data, args)
                 runs.append({
                     "dataset": dataset, "length": lengths[dataset], "loss": loss, "seed": seed,
-                    "train_time_s": train_time, "accuracy": accuracy, "epochs": model.n_epochs,
+                    "train_time_s": train_time, **metrics, "epochs": model.n_epochs,
                     "iters": model.n_iters, "device": device.type, "backend": backend,
                 })
                 history = {"log": model.loss_log}
@@ -282,29 +239,53 @@ def compare(args, device: torch.device) -> int:
                     history["adaptive"] = model.loss.history
                 histories[(dataset, loss, seed)] = history
                 if seed == 0:
-                    embeddings[(dataset, loss)] = (test_features, data.y_test)
-                results = _results(runs, losses, lengths, args, device)
+                    artefacts[(dataset, loss, seed)] = artefact
+                results = _results(task, runs, losses, lengths, baselines, args, device)
                 out_dir.mkdir(parents=True, exist_ok=True)
-                results_path.write_text(json.dumps(results, indent=2))  # after every run: nothing lost on a stop
-                progress.write(f"{dataset} {loss} seed {seed}: {train_time:.2f} s, accuracy {accuracy:.3f}")
+                _write_json(results_path, results)  # after every run: nothing lost on a stop
+                progress.write(f"{dataset} {loss} seed {seed}: {train_time:.2f} s, {_headline(task, metrics)}")
                 progress.update()
     progress.close()
 
-    print(format_table(results))
+    print(task.format_table(results))
     print(f"\nresults: {results_path}")
-    write_compare_plots(out_dir, results, histories, embeddings)
+    write_compare_plots(out_dir, results, histories, {})
+    task.write_plots(out_dir, results, artefacts)
     print(f"plots: {out_dir}")
     return 0
 
 
-def _results(runs, losses, lengths, args, device) -> dict:
+def _headline(task, metrics) -> str:
+    """One line of a run's quality figures: each metric, or its first and last entries when it is per horizon."""
+    parts = []
+    for name in task.METRICS:
+        value = metrics[name]
+        if isinstance(value, dict):
+            keys = list(value)
+            parts += [f"{name}@{key} {value[key]:.3f}" for key in dict.fromkeys([keys[0], keys[-1]])]
+        else:
+            parts.append(f"{name} {value:.3f}")
+    return ", ".join(parts)
+
+
+def _write_json(path: Path, content: dict) -> None:
+    """Write ``content`` as JSON atomically: a stop while writing leaves the previous file whole."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(content, indent=2))
+    os.replace(partial, path)
+
+
+def _results(task, runs, losses, lengths, baselines, args, device) -> dict:
     """The content of results.json for the runs so far."""
-    summary = summarize(runs)
-    return {
-        "runs": runs, "summary": summary, "total": totals(summary, losses), "losses": losses, "lengths": lengths,
-        "config": {**{key: value for key, value in vars(args).items() if key != "command"},
-                   "device": device.type, "threads": torch.get_num_threads()},
-    }
+    summary = task.summarize(runs)
+    results = {"task": task.TASK, "runs": runs, "summary": summary, "losses": losses, "lengths": lengths}
+    if task is classification:
+        results["total"] = totals(summary, losses)
+    if baselines:
+        results["baseline"] = baselines
+    results["config"] = {**{key: value for key, value in vars(args).items() if key != "command"},
+                         "device": device.type, "threads": torch.get_num_threads()}
+    return results
 
 
 def _init_distributed(device: torch.device) -> tuple[torch.device, bool]:
@@ -347,8 +328,7 @@ def _train(args, device: torch.device, rank: int) -> int:
     train_time = time.perf_counter() - start
     if rank != 0:
         return 0
-    train_features, test_features = _features(model, data)
-    accuracy = classification_accuracy(train_features, data.y_train, test_features, data.y_test, args.classifier)
+    accuracy = classification.evaluate(model, data, args)[0]["accuracy"]
     print(f"{args.dataset} {model.loss_name}: {model.n_epochs} epochs, {model.n_iters} iterations, "
           f"{train_time:.2f} s, accuracy {accuracy:.3f}")
     print(f"model: {path}")
