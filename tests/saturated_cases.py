@@ -43,6 +43,17 @@ def _randn(g, *shape):
     return torch.randn(*shape, generator=g, dtype=torch.float64)
 
 
+def uniform_margin_pair(B, T, C, norm, margin, seed=0):
+    """Views whose temporal rows all have the same margin: each row ``c_b + sqrt(margin) e_t`` (orthonormal
+    ``c_b / norm, e_t``), ``z2 = z1`` up to 1e-3 noise, so every row's positive beats its ``2T - 2`` negatives by
+    ``margin`` and its loss is ``log(1 + (2T - 2) exp(-margin))``: at logits ~``norm**2`` and a margin of ~10,
+    a loss below float32's ulp of the logits."""
+    g = torch.Generator().manual_seed(seed)
+    basis = torch.linalg.qr(_randn(g, C, B * (T + 1)))[0].T.reshape(B, T + 1, C)
+    z1 = norm * basis[:, :1] + margin**0.5 * basis[:, 1:]
+    return z1, z1 + 1e-3 * _randn(g, B, T, C)
+
+
 def saturated_cases():
     """The saturated inputs, small enough for Triton's interpreter; the same tensors on every call."""
     g = torch.Generator().manual_seed(1717)
@@ -57,7 +68,7 @@ def saturated_cases():
     cases.append(SaturatedCase("B7_T130_C33_level0", *view_pair(7, 130, 33, 2.0, 0.4), level=0, temporal_unit=1))
     # norm ~40 at C = 320 (logits ~1600), every level, views from close to nearly identical
     for noise in (0.4, 0.05, 1e-3):
-        cases.append(SaturatedCase(f"norm40_C320_noise{noise:g}", *view_pair(2, 9, 320, 40 / 320**0.5, noise)))
+        cases.append(SaturatedCase(f"norm40_C320_noise{noise:g}", *view_pair(2, 5, 320, 40 / 320**0.5, noise)))
     # partly saturated rows: per-row losses from ~1 down to ~1e-9, where log l is tiny but not 0
     cases.append(SaturatedCase("C64_partly_saturated", *view_pair(4, 33, 64, 1.2, 0.5), alpha=0.25,
                                temporal_unit=1))
@@ -65,6 +76,8 @@ def saturated_cases():
     z1 = 2.0 * _randn(g, 3, 17, 64)
     z1[:, 1::2] = z1[:, 0:-1:2] + 0.05 * _randn(g, 3, 8, 64)
     cases.append(SaturatedCase("C64_near_duplicate_rows", z1, z1 + 0.05 * _randn(g, 3, 17, 64)))
+    # every temporal row's loss ~3e-4 at logits ~1600 (ulp 1.2e-4)
+    cases.append(SaturatedCase("C64_uniform_margin10", *uniform_margin_pair(2, 8, 64, 40.0, 10.0), level=0))
     # ties: integer values, identical views, repeated rows: exact ties in pooling windows and among logits
     z1 = 6.0 * torch.randint(-2, 3, (2, 19, 16), generator=g).double()
     z1[:, 1::3] = z1[:, 0:-1:3]
