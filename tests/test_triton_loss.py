@@ -3,7 +3,9 @@
 Without a GPU the kernels run in Triton's interpreter (tests/conftest.py sets TRITON_INTERPRET=1 before
 triton is imported); the interpreter is slow, so shapes are small and cases are chosen, not multiplied out.
 Float32 inputs must match the float64 reference to ~1e-5 (values) and ~1e-4 (gradients, relative to their
-largest entry); half-precision inputs return half-precision gradients, held to that precision.
+largest entry); half-precision inputs return half-precision gradients, held to that precision.  On saturated
+rows (logits in the thousands, tests/saturated_cases.py) float32 is held to twice the float32 reference's own
+error, per case.
 """
 
 import os
@@ -17,6 +19,7 @@ from arl_fast import (available_backends, hierarchical_contrastive_loss, num_lev
                       resolution_losses)
 from arl_fast.backends import reference
 from arl_fast.backends import triton as triton_loss
+from saturated_cases import assert_within_reference, saturated_cases, uniform_margin_pair
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 if DEVICE == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
@@ -149,6 +152,29 @@ def test_large_magnitudes_do_not_overflow():
     z1, z2 = random_pair(3, 17, 8, seed=23, scale=30.0)
     assert (z1.flatten(0, 1) @ z1.flatten(0, 1).T).abs().max() > 1000
     check_all_levels(z1, z2)
+
+
+@pytest.mark.parametrize("case", saturated_cases(), ids=repr)
+def test_saturated_rows_within_twice_the_reference_error(case):
+    """Logits in the thousands, softmax rows one-hot to float precision: float32 values and gradients within
+    twice the float32 reference's own error against float64 (1e-6 floor)."""
+    assert_within_reference(case, "triton", DEVICE)
+
+
+@pytest.mark.parametrize("margin", [10.0, 14.0])
+def test_row_loss_below_the_ulp_of_its_logits(margin):
+    """Logits ~1600 (float32 ulp 1.2e-4), every row's loss ~3e-4 or ~6e-6: a float32 ``m + log l`` rounds the
+    loss away, the kernels keep it; gradients to what float32 cancellation leaves (~0.2% and ~10% here)."""
+    z1, z2 = uniform_margin_pair(2, 8, 64, 40.0, margin)
+    z1, z2 = z1.float().double(), z2.float().double()
+    a, b = leaf(z1), leaf(z2)
+    ra, rb = z1.clone().requires_grad_(), z2.clone().requires_grad_()
+    ours = resolution_loss(a, b, 0, 0.5, 0, backend="triton")
+    expected = reference.level_loss(ra, rb, 0, 0.5, 0)
+    assert 1e-6 < expected.item() < 1e-3
+    torch.testing.assert_close(ours.double().cpu(), expected.detach(), rtol=1e-3, atol=0)
+    grads, exact = torch.autograd.grad(ours, (a, b)), torch.autograd.grad(expected, (ra, rb))
+    assert_grads_close(grads, exact, 0.02 if margin == 10.0 else 0.25)
 
 
 def test_ties_route_the_gradient_like_max_pool1d():

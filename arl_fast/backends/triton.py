@@ -12,9 +12,12 @@ cost ~7% of the inputs' memory and keep pooling windows short: a window is walke
 steps at a coarse level would make the kernel wait on thousands of loads one after the other.
 
 Forward: per block of rows, similarity tiles ``S = Z_I Z_J^T`` (``tl.dot``, C in chunks), an online
-log-sum-exp with the diagonal masked inside the tile, the positive read from its tile.  It saves the per-row
-log-sum-exp and never writes ``S``.  Backward recomputes each tile and, as ``S`` is symmetric, takes both
-softmax directions from it: ``dZ_I = sum_J (softmax_I(S_IJ) + softmax_J(S_JI)^T - 2 * onehot) Z_J`` times the
+log-sum-exp with the diagonal masked inside the tile, the positive read from its tile.  It saves each row's
+maximum ``m`` and log-sum ``log l`` apart and never writes ``S``.  Apart, a saturated row keeps its precision:
+its logits reach the thousands (raw dot products), where one float32 ``lse = m + log l`` has an ulp of ~1e-4,
+larger than the row's loss ``(m - positive) + log l`` and than its softmax's distance from one-hot.  Backward
+recomputes each tile, takes ``p = exp((S - m) - log l)`` and, as ``S`` is symmetric, both softmax directions
+from it: ``dZ_I = sum_J (softmax_I(S_IJ) + softmax_J(S_JI)^T - 2 * onehot) Z_J`` times the
 row weight.  That is the gradient of the pooled level; ``_unpool_kernel`` adds it at the positions
 ``max_pool1d`` picked (the first maximum of each window), level by level down to ``z1, z2``.
 
@@ -113,16 +116,19 @@ if triton is not None:
             s = tl.dot(a, tl.trans(b), s, input_precision=PRECISION)
         return s
 
-    @triton.jit(do_not_specialize=["T", "B", "base", "first_level", "lse_start", "sums_first_row", "sums_row_stride"])
-    def _forward_kernel(z, s_v, s_b, s_t, s_c, base, lse_ptr, sums_ptr, T, B, C, first_level, lse_start,
+    @triton.jit(do_not_specialize=["T", "B", "base", "first_level", "lse_start", "lse_plane", "sums_first_row",
+                                   "sums_row_stride"])
+    def _forward_kernel(z, s_v, s_b, s_t, s_c, base, lse_ptr, lse_plane, sums_ptr, T, B, C, first_level, lse_start,
                         sums_first_row, sums_row_stride, TEMPORAL: tl.constexpr, DOT: tl.constexpr,
                         ACC: tl.constexpr, PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                         BLOCK_K: tl.constexpr, POOL: tl.constexpr):
         """Per-row log-sum-exp of one term at every level from ``first_level`` on, and each program's loss share.
 
+        Row ``r``'s maximum goes to ``lse_ptr[r]``, its ``log l`` (sum of ``exp(S - m)``) to ``lse_ptr[lse_plane + r]``.
+
         ``z`` (strides ``s_*``, views ``s_v`` apart) holds level ``base``; level ``k`` pools it by
         ``2**(k - base)`` (POOL: the launch's levels are above ``base``).  Programs are numbered level by
-        level; each handles ``BLOCK_M`` rows of one group and writes ``sum(lse - positive) / rows_of_the_level``
+        level; each handles ``BLOCK_M`` rows of one group and writes ``sum((m - positive) + log l) / rows_of_the_level``
         over its rows to ``sums[level, program]``.
         """
         pid = tl.program_id(0)
@@ -149,9 +155,12 @@ if triton is not None:
             m_new = tl.maximum(m_i, tl.max(s, axis=1))
             l_i = l_i * tl.exp(m_i - m_new) + tl.sum(tl.exp(s - m_new[:, None]), axis=1)
             m_i = m_new
-        lse = m_i + tl.log(l_i)
-        tl.store(lse_ptr + lse_offset + group * 2 * n + rows, lse, mask=row_ok)
-        share = tl.sum(tl.where(row_ok, lse - positive, 0.0)) / (2 * n * groups).to(ACC)
+        log_l = tl.log(l_i)
+        row_ptrs = lse_ptr + lse_offset + group * 2 * n + rows
+        tl.store(row_ptrs, m_i, mask=row_ok)
+        tl.store(row_ptrs + lse_plane, log_l, mask=row_ok)
+        # (m - positive) is exact where the positive is the maximum; adding m + log l first would round log l away
+        share = tl.sum(tl.where(row_ok, (m_i - positive) + log_l, 0.0)) / (2 * n * groups).to(ACC)
         tl.store(sums_ptr + (sums_first_row + level - first_level) * sums_row_stride + pid, share)
 
     @_device_function
@@ -162,16 +171,16 @@ if triton is not None:
             values += tl.load(ptrs, mask=mask, other=0.0)
         tl.store(ptrs, values, mask=mask)
 
-    @triton.jit(do_not_specialize=["T", "B", "base", "level", "lse_offset", "grad_index"])
-    def _backward_kernel(z, s_v, s_b, s_t, s_c, base, out, o_v, o_b, o_t, lse_ptr, grad_ptr, T, B, C, level, lse_offset,
-                         grad_index, TEMPORAL: tl.constexpr, ACCUMULATE: tl.constexpr, DOT: tl.constexpr,
+    @triton.jit(do_not_specialize=["T", "B", "base", "level", "lse_offset", "lse_plane", "grad_index"])
+    def _backward_kernel(z, s_v, s_b, s_t, s_c, base, out, o_v, o_b, o_t, lse_ptr, lse_plane, grad_ptr, T, B, C, level,
+                         lse_offset, grad_index, TEMPORAL: tl.constexpr, ACCUMULATE: tl.constexpr, DOT: tl.constexpr,
                          ACC: tl.constexpr, PRECISION: tl.constexpr, BLOCK_M: tl.constexpr,
                          BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PANEL_A: tl.constexpr,
                          PANEL_B: tl.constexpr, POOL: tl.constexpr):
         """Gradient of one term with respect to the pooled level, written (or added) to ``out``.
 
-        ``z`` holds level ``base`` as in the forward kernel; ``out`` is laid out like the pooled level, C
-        contiguous.  Program (rows block, panel) accumulates ``dZ``
+        ``z`` holds level ``base`` and ``lse_ptr`` the rows' maxima and log-sums as in the forward kernel; ``out``
+        is laid out like the pooled level, C contiguous.  Program (rows block, panel) accumulates ``dZ``
         for its rows over the channels ``[panel * (PANEL_A + PANEL_B), ...)`` in two power-of-two pieces, so
         C = 320 needs no padding to 512.
         """
@@ -180,7 +189,8 @@ if triton is not None:
         n, groups, group, rows, row_ok, partner, row_off, s_row, s_group, window = _row_block(
             pid, level, base, T, B, s_v, s_b, s_t, BLOCK_M, TEMPORAL)
         lse_base = lse_ptr + lse_offset + group * 2 * n
-        lse_rows = tl.load(lse_base + rows, mask=row_ok, other=0.0)
+        m_rows = tl.load(lse_base + rows, mask=row_ok, other=0.0)
+        log_l_rows = tl.load(lse_base + lse_plane + rows, mask=row_ok, other=0.0)
         cols_a = first_col + tl.arange(0, PANEL_A)
         acc_a = tl.zeros([BLOCK_M, PANEL_A], ACC)
         if PANEL_B > 0:
@@ -190,13 +200,15 @@ if triton is not None:
             cols = start + tl.arange(0, BLOCK_N)
             col_ok = cols < 2 * n
             col_off = _row_offsets(cols, n, group, s_v, s_row, s_group)
-            lse_cols = tl.load(lse_base + cols, mask=col_ok, other=0.0)
+            m_cols = tl.load(lse_base + cols, mask=col_ok, other=0.0)
+            log_l_cols = tl.load(lse_base + lse_plane + cols, mask=col_ok, other=0.0)
             s = _similarity(z, row_off, row_ok, col_off, col_ok, C, s_c, s_t, window,
                             BLOCK_M, BLOCK_N, BLOCK_K, DOT, ACC, PRECISION, POOL)
             keep = row_ok[:, None] & col_ok[None, :] & (cols[None, :] != rows[:, None])
             s = tl.where(keep, s, float("-inf"))
-            p = tl.exp(s - lse_rows[:, None]) + tl.exp(s - lse_cols[None, :])
-            g = (p - tl.where(cols[None, :] == partner[:, None], 2.0, 0.0)).to(DOT)
+            p_rows = tl.exp((s - m_rows[:, None]) - log_l_rows[:, None])
+            p_cols = tl.exp((s - m_cols[None, :]) - log_l_cols[None, :])
+            g = (p_rows + p_cols - tl.where(cols[None, :] == partner[:, None], 2.0, 0.0)).to(DOT)
             z_a = _load_pooled(z, col_off, col_ok, cols_a, C, s_c, s_t, window, DOT, POOL)
             acc_a = tl.dot(g, z_a, acc_a, input_precision=PRECISION)
             if PANEL_B > 0:
@@ -475,7 +487,10 @@ def _kernel_meta(term, forward, B, C, dtype, capability, matmul_precision):
 
 
 def _forward(z1, z2, level_lo, level_hi, alpha, temporal_unit):
-    """Losses of levels level_lo..level_hi and the per-row log-sum-exp of both terms (saved for backward)."""
+    """Losses of levels level_lo..level_hi and the per-row log-sum-exp of both terms (saved for backward).
+
+    The log-sum-exp is (2 terms, 2, rows): each row's maximum, then its log-sum.
+    """
     _require_runnable(z1.device)
     z1, z2 = _same_strides(z1, z2)
     B, T, C = z1.shape
@@ -483,7 +498,7 @@ def _forward(z1, z2, level_lo, level_hi, alpha, temporal_unit):
     capability, precision = _capability(z1.device), torch.get_float32_matmul_precision()
     acc = _accumulator_dtype(z1.dtype)
     metas = {term: _kernel_meta(term, True, B, C, z1.dtype, capability, precision) for term in (_TEMPORAL, _INSTANCE)}
-    lse = torch.zeros(2, _lse_offset(B, T, level_lo, level_hi + 1), dtype=acc, device=z1.device)
+    lse = torch.zeros(2, 2, _lse_offset(B, T, level_lo, level_hi + 1), dtype=acc, device=z1.device)
     widest = max(_programs(term, B, T, level_lo, config.block_m) for term, (config, _) in metas.items())
     sums = torch.zeros(2, level_hi - level_lo + 1, widest, dtype=acc, device=z1.device)
     with _device_guard(z1.device):
@@ -495,7 +510,7 @@ def _forward(z1, z2, level_lo, level_hi, alpha, temporal_unit):
                 group = [level for level in levels if _base(level) == base and (level != base) == pool]
                 grid = (sum(_programs(term, B, T, level, config.block_m) for level in group),)
                 _forward_kernel[grid](
-                    *sources[base], base, lse[term], sums[term], T, B, C, group[0],
+                    *sources[base], base, lse[term], lse.shape[2], sums[term], T, B, C, group[0],
                     _lse_offset(B, T, level_lo, group[0]), group[0] - level_lo, widest, POOL=pool, **meta,
                 )
     per_term = sums.sum(-1)
@@ -541,7 +556,7 @@ def _backward(grad, z1, z2, lse, level_lo, level_hi, alpha, temporal_unit):
                         continue
                     n_panels = _panels(C, config.widest_panel)[2]
                     _backward_kernel[(_programs(term, B, T, level, config.block_m), n_panels)](
-                        *sources[base], base, *out, lse[term], weights[term], T, B, C, level,
+                        *sources[base], base, *out, lse[term], lse.shape[2], weights[term], T, B, C, level,
                         _lse_offset(B, T, level_lo, level), level - level_lo,
                         ACCUMULATE=written or level == base, POOL=level != base, **meta,
                     )
@@ -574,7 +589,7 @@ def _(z1, z2, level_lo, level_hi, alpha, temporal_unit):
     B, T, _ = z1.shape
     losses = z1.new_empty(level_hi - level_lo + 1, dtype=torch.promote_types(z1.dtype, torch.float32))
     rows = sum(2 * B * (T // 2**k) for k in range(level_lo, level_hi + 1))
-    return losses, z1.new_empty(2, rows, dtype=_accumulator_dtype(z1.dtype))
+    return losses, z1.new_empty(2, 2, rows, dtype=_accumulator_dtype(z1.dtype))
 
 
 @torch.library.custom_op("arl_fast::triton_level_losses_backward", mutates_args=())
