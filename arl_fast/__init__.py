@@ -2,7 +2,7 @@
 
 from .adaptive import AdaptiveResolutionLoss
 from .backends import available_backends
-from .data import load_forecast_csv, load_uea
+from .data import load_forecast_csv, load_nab, load_uea
 from .losses import hierarchical_contrastive_loss, num_levels, resolution_loss, resolution_losses
 from .selector import ResolutionSelector
 from .ts2vec import TS2Vec
@@ -14,6 +14,7 @@ __all__ = [
     "available_backends",
     "hierarchical_contrastive_loss",
     "load_forecast_csv",
+    "load_nab",
     "load_uea",
     "num_levels",
     "resolution_loss",
