@@ -18,7 +18,6 @@ from dataclasses import dataclass
 import torch
 
 from arl_fast import num_levels, resolution_loss, resolution_losses
-from arl_fast.backends import reference
 
 LOSS_FLOOR = (1e-6, 1e-7)  # (relative to the largest exact loss, absolute)
 GRAD_FLOOR = 1e-6  # relative to the largest exact gradient entry
@@ -63,7 +62,7 @@ def saturated_cases():
         z1 = scale * _randn(g, B, T, C)
         return z1, z1 + noise * _randn(g, B, T, C)
 
-    # the two reported examples: z1 ~ 2 N(0, 1), z2 = z1 + 0.4 N(0, 1)
+    # z1 ~ 2 N(0, 1), z2 = z1 + 0.4 N(0, 1): one series at C = 320, and seven long ones at C = 33
     cases.append(SaturatedCase("T6_C320_level1", *view_pair(1, 6, 320, 2.0, 0.4), level=1))
     cases.append(SaturatedCase("B7_T130_C33_level0", *view_pair(7, 130, 33, 2.0, 0.4), level=0, temporal_unit=1))
     # norm ~40 at C = 320 (logits ~1600), every level, views from close to nearly identical
