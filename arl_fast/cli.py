@@ -19,7 +19,7 @@ from .adaptive import variant_options
 from .backends import resolve_backend
 from .data import load_uea
 from .plots import write_compare_plots
-from .tasks import classification, forecasting
+from .tasks import anomaly, classification, forecasting
 from .tasks.classification import format_table, summarize, totals  # noqa: F401  (Table 1, as before)
 from .training import TrainingDiverged
 from .ts2vec import TS2Vec
@@ -30,7 +30,7 @@ from .ts2vec import TS2Vec
 DEMO_DATASET, DEMO_EPOCHS = classification.DEFAULT_DATASET, 5
 
 # The tasks ``compare --task`` runs, each a module of arl_fast.tasks with the same functions.
-TASKS = {module.TASK: module for module in (classification, forecasting)}
+TASKS = {module.TASK: module for module in (classification, forecasting, anomaly)}
 
 
 # What ``compare`` trains without --losses: TS2Vec's loss and the paper's.

@@ -18,7 +18,6 @@ import argparse
 import fcntl
 import json
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -69,24 +68,6 @@ def timed_fit(net, X, iters):
         return time.perf_counter() - start
 
 
-def summarize(runs, dataset, losses):
-    per_loss = {}
-    for loss in losses:
-        rows = [r for r in runs if r["loss"] == loss]
-        if not rows:
-            continue
-        entry = {}
-        for key in ("train_time_s", *anomaly.METRICS, "encode_time_s"):
-            values = [r[key] for r in rows]
-            entry[key] = statistics.fmean(values)
-            entry[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
-        per_loss[loss] = entry
-    if "hierarchical" in per_loss:
-        base = per_loss["hierarchical"]["train_time_s"]
-        per_loss["time_ratio"] = {loss: per_loss[loss]["train_time_s"] / base for loss in losses if loss in per_loss}
-    return {dataset: per_loss}
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", required=True)
@@ -102,12 +83,19 @@ def main(argv=None) -> int:
     parser.add_argument("--delay", type=int, default=anomaly.DEFAULT_DELAY)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--lock", default=LOCK, help=f"benchmark lock file, '' for none ({LOCK})")
+    parser.add_argument("--table-only", action="store_true",
+                        help="only write table.txt from the results.json already in --out (e.g. of a stopped study)")
     args = parser.parse_args(argv)
     _lock[0] = args.lock
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "results.json"
+    if args.table_only:
+        results = json.loads(path.read_text())
+        results["summary"] = anomaly.summarize(results["runs"]) if results["runs"] else {}
+        write_table(out, results)
+        return 0
     command = "python bench/anomaly.py " + " ".join(argv if argv is not None else sys.argv[1:])
 
     data = anomaly.load(args.dataset, args.data_dir, args)
@@ -142,26 +130,33 @@ def main(argv=None) -> int:
             runs.append({"dataset": args.dataset, "loss": loss, "seed": seed, "train_time_s": train_time,
                          "backend": "cpp", "device": "cpu", "epochs": net.n_epochs, "iters": net.n_iters,
                          **metrics})
-            results["summary"] = summarize(runs, args.dataset, args.losses)
+            results["summary"] = anomaly.summarize(runs)
             path.write_text(json.dumps(results, indent=2))
             print(f"seed {seed} {loss}: train {train_time:.1f} s ({net.n_iters} iters), encode "
                   f"{metrics['encode_time_s']:.1f} s, F1 {metrics['f1']:.3f} P {metrics['precision']:.3f} "
                   f"R {metrics['recall']:.3f}", flush=True)
-    results["summary"] = summarize(runs, args.dataset, args.losses)
+    results["summary"] = anomaly.summarize(runs)
 
     path.write_text(json.dumps(results, indent=2))
 
+    write_table(out, results)
+    if artefacts:
+        anomaly.write_plots(out, results, artefacts)
+    return 0
+
+
+def write_table(out: Path, results: dict) -> None:
+    """``table.txt``: the command, the CPU, the task's table and the cpp vs reference line."""
+    command = results["command"]
     table = anomaly.format_table(results)
     lines = [f"command: {command}", f"CPU: {results['cpu']}, {results['threads']} thread(s)", "", table]
     if results.get("speedup"):
         s = results["speedup"]
-        lines += ["", f"pretraining, hierarchical loss, seed 0, {s['iters']} iterations: cpp {s['time_s']['cpp']:.1f} s, "
-                      f"reference {s['time_s']['reference']:.1f} s, reference / cpp = {s['reference_over_cpp']:.2f}"]
+        lines += ["", f"pretraining, hierarchical loss, seed 0, {s['iters']} iterations: "
+                      f"cpp {s['time_s']['cpp']:.1f} s, reference {s['time_s']['reference']:.1f} s, "
+                      f"reference / cpp = {s['reference_over_cpp']:.2f}"]
     (out / "table.txt").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    if artefacts:
-        anomaly.write_plots(out, results, artefacts)
-    return 0
 
 
 if __name__ == "__main__":

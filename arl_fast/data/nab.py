@@ -98,8 +98,8 @@ def keep_first_timestamps(timestamps: np.ndarray, where: str) -> tuple[np.ndarra
     backwards = np.flatnonzero(np.diff(kept) <= 0)
     if len(backwards):
         row = int(keep[backwards[0] + 1]) + 1
-        raise ValueError(f"{where}: timestamps go backwards at row {row} (counting from 1; after dropping repeated timestamps, "
-                         "first row kept); the series must be in time order")
+        raise ValueError(f"{where}: timestamps go backwards at row {row} (counting from 1; after dropping "
+                         "repeated timestamps, first row kept); the series must be in time order")
     return keep, len(timestamps) - len(keep)
 
 

@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.nab import AnomalyDataset, load_nab
+from . import summarize as summarize_runs
 
 TASK = "anomaly"
 DEFAULT_DATASET = "NAB"
@@ -356,9 +357,18 @@ def baseline_scores(s: PreparedSeries) -> np.ndarray:
 
 def add_arguments(group) -> None:
     """Options of ``arl-fast compare --task anomaly``."""
-    group.add_argument("--delay", type=int, default=DEFAULT_DELAY, metavar="N",
+    group.add_argument("--delay", type=_non_negative_int, default=DEFAULT_DELAY, metavar="N",
                        help=f"alarms within N points after another are dropped, and a labelled segment counts as "
                             f"found when an alarm lies in its first N + 1 points ({DEFAULT_DELAY}: TS2Vec's on KPI)")
+
+
+def _non_negative_int(text: str) -> int:
+    import argparse
+
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {value}")
+    return value
 
 
 def _delay(args) -> int:
@@ -408,6 +418,12 @@ def baseline(data: AnomalyData, args=None) -> dict:
                  "dropped_repeats": data.dataset.dropped,
                  "differenced": {s.name: s.differences for s in data.series if s.differences}},
     }
+
+
+def summarize(runs: list[dict]) -> dict:
+    """Per dataset and loss, the mean training time, F1, precision, recall and encode time over seeds, with
+    their spread, and each loss's time over hierarchical's."""
+    return summarize_runs(runs, (*METRICS, "encode_time_s"))
 
 
 def _cell(value, spread=None, digits=3) -> str:
@@ -485,7 +501,7 @@ def write_plots(out_dir, results: dict, artefacts: dict) -> list[Path]:
         axes = fig.subplots(len(runs) + 1, 1, sharex=True, squeeze=False)[:, 0]
         axes[0].plot(first.values, lw=0.6, color="0.2")
         _shade(axes[0], first.labels)
-        axes[0].set_ylabel("series")
+        axes[0].set_ylabel("series (as scored)")
         for ax, (loss, r) in zip(axes[1:], runs.items()):
             ax.plot(np.clip(r.score, None, max(r.threshold * 4, 1) if np.isfinite(r.threshold) else None),
                     lw=0.6, color="tab:blue", label="normalised score")
