@@ -2,6 +2,7 @@
 
     python bench/cpu_loss.py                       # T in 500, 1000, 3000, 8000, 17984; writes bench/results/
     python bench/cpu_loss.py --lengths 1000,3000   # a subset
+    python bench/cpu_loss.py --lengths 1000,3000 --reference-up-to 0 --isa avx512,native   # cpp variants only
 
 Each case runs in a fresh subprocess, which reports the time of one forward + backward (the best of a few for
 short series) and the call's peak extra memory: the process's peak RSS during the call minus its RSS before it
@@ -12,7 +13,10 @@ skipped where its B x 2T x 2T matrices would not fit in this machine's memory.
 The yardstick is the machine's own limit for the work: the three products the reference needs per level and
 term (``S = Z Z^T`` and the two gradient products), one ``torch.bmm`` each on random, denormal-free data, summed
 over the levels' shapes (row slabs of the largest ones, scaled).  ``time / yardstick`` <= 1 means the fused
-kernel computes the loss faster than a BLAS could multiply its matrices.
+kernel computes the loss faster than a BLAS could multiply its matrices.  The machine's peak is measured in the
+same run: a large square ``torch.mm`` in float32 (and in bfloat16 where the CPU multiplies bf16 natively), before
+and after the cases, the better of the two kept; ``of_matmul`` is the row's GFLOP/s as a fraction of the square
+matmul's in its dtype.  The header names the CPU model and the ISA variant of the cpp kernels in use.
 """
 
 import argparse
@@ -29,6 +33,7 @@ import torch
 B, C = 8, 320
 LENGTHS = [500, 1000, 3000, 8000, 17984]
 SLAB_ROWS = 1024  # yardstick products of more rows than this are timed on a slab of rows and scaled
+MATMUL_N = 4096  # side of the square matmul that measures the machine's peak
 
 
 def cpu_model():
@@ -78,6 +83,19 @@ def yardstick_seconds(T, what):
     return total
 
 
+def square_matmul_gflops(dtype, n=MATMUL_N, repeats=3):
+    """GFLOP/s of the best of a few n x n x n torch.mm in `dtype` on random data (the machine's matmul peak)."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    out = torch.empty(n, n, dtype=dtype)
+    torch.mm(a, b, out=out)  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b, out=out)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
 def worker(backend, what, T, dtype_name):
     """Run in a fresh process: time one forward + backward and the peak RSS growth it causes."""
     from arl_fast import hierarchical_contrastive_loss, resolution_loss
@@ -101,7 +119,9 @@ def worker(backend, what, T, dtype_name):
         step(z1, z2)
         times.append(time.perf_counter() - start)
     peak = _status_kib("VmHWM") - baseline
-    print(json.dumps({"time_s": min(times), "peak_extra_MiB": peak / 1024}))
+    from arl_fast.backends import cpp
+
+    print(json.dumps({"time_s": min(times), "peak_extra_MiB": peak / 1024, "isa": cpp.isa()}))
 
 
 def _status_kib(field):
@@ -112,11 +132,19 @@ def _status_kib(field):
 
 
 def measure(backend, what, T, dtype):
+    """One case in a fresh process; backend "cpp@VARIANT" runs the cpp kernels with ARL_FAST_ISA=VARIANT."""
     # Large blocks mapped and unmapped one by one, so that freed memory leaves the RSS and the peak is the call's.
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(1 << 17)}
+    backend, _, variant = backend.partition("@")
+    if variant:
+        env["ARL_FAST_ISA"] = variant
     out = subprocess.run([sys.executable, __file__, "--worker", backend, what, str(T), dtype],
                          capture_output=True, text=True, check=True, env=env)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    if variant and result["isa"] != variant:
+        sys.exit(f"ARL_FAST_ISA={variant} loaded the {result['isa']!r} kernels: that variant is not built or not "
+                 "supported by this CPU")
+    return result
 
 
 def reference_fits(T):
@@ -129,6 +157,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lengths", default=",".join(map(str, LENGTHS)))
     parser.add_argument("--bf16-up-to", type=int, default=3000, help="longest T also measured with bf16 inputs")
+    parser.add_argument("--reference-up-to", type=int, default=None,
+                        help="longest T the reference runs at (default: as far as it fits in memory)")
+    parser.add_argument("--isa", default="",
+                        help="comma-separated ISA variants of the cpp kernels to time side by side (ARL_FAST_ISA in "
+                             "each case's process; e.g. avx512,native); default: the dispatched one only")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "cpu_loss.md")
     parser.add_argument("--worker", nargs=4, metavar=("BACKEND", "WHAT", "T", "DTYPE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -137,13 +170,21 @@ def main():
         return worker(backend, what, int(T), dtype)
 
     from arl_fast import available_backends
+    from arl_fast.backends import cpp
 
     if "cpp" not in available_backends():
         sys.exit("the cpp backend is not built: pip install --no-build-isolation -e .")
     lengths = [int(t) for t in args.lengths.split(",")]
-    header = (f"CPU: {cpu_model()}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
-              f"B={B}, C={C}, forward + backward; command: python bench/cpu_loss.py --lengths {args.lengths}")
-    columns = ["what", "T", "backend", "dtype", "time_s", "peak_extra_MiB", "GFLOP/s", "yardstick_s",
+    matmul_dtypes = ["float32"] + (["bfloat16"] if cpp.fast_bf16() else [])
+    peak = {d: square_matmul_gflops(getattr(torch, d)) for d in matmul_dtypes}
+    print(f"square matmul before the cases: {_peaks(peak)}", flush=True)
+    variants = [f"cpp@{v}" for v in args.isa.split(",") if v]
+    command = f"python bench/cpu_loss.py --lengths {args.lengths} --bf16-up-to {args.bf16_up_to}"
+    command += "" if args.reference_up_to is None else f" --reference-up-to {args.reference_up_to}"
+    command += f" --isa {args.isa}" if args.isa else ""
+    header = (f"CPU: {cpu_model()}, {torch.get_num_threads()} threads, torch {torch.__version__}, cpp kernels: "
+              f"{cpp.isa()}; B={B}, C={C}, forward + backward; command: {command}")
+    columns = ["what", "T", "backend", "dtype", "time_s", "peak_extra_MiB", "GFLOP/s", "of_matmul", "yardstick_s",
                "time/yardstick", "speedup_vs_reference", "memory_vs_reference", "bf16_speedup_vs_fp32"]
     rows = []
     print(header, flush=True)
@@ -152,8 +193,10 @@ def main():
             yard = yardstick_seconds(T, what)
             flops = product_flops(T, what)
             found = {}
-            cases = [("reference", "float32")] if reference_fits(T) else []
+            with_reference = reference_fits(T) and (args.reference_up_to is None or T <= args.reference_up_to)
+            cases = [("reference", "float32")] if with_reference else []
             cases += [("cpp", "float32")] + ([("cpp", "bfloat16")] if T <= args.bf16_up_to else [])
+            cases += [(variant, "float32") for variant in variants]
             for backend, dtype in cases:
                 result = measure(backend, what, T, dtype)
                 found[backend, dtype] = result
@@ -162,18 +205,30 @@ def main():
                        "peak_extra_MiB": result["peak_extra_MiB"], "GFLOP/s": done / result["time_s"] / 1e9,
                        "yardstick_s": yard, "time/yardstick": result["time_s"] / yard}
                 ref = found.get(("reference", "float32"))
-                if backend == "cpp" and ref:
+                if backend.startswith("cpp") and ref:
                     row["speedup_vs_reference"] = ref["time_s"] / result["time_s"]
                     row["memory_vs_reference"] = result["peak_extra_MiB"] / max(ref["peak_extra_MiB"], 1e-9)
                 if dtype == "bfloat16":
                     row["bf16_speedup_vs_fp32"] = found["cpp", "float32"]["time_s"] / result["time_s"]
                 rows.append(row)
                 print("  ".join(_fmt(row.get(k, "")) for k in columns), flush=True)
+    after = {d: square_matmul_gflops(getattr(torch, d)) for d in matmul_dtypes}
+    print(f"square matmul after the cases: {_peaks(after)}", flush=True)
+    peak = {d: max(peak[d], after[d]) for d in matmul_dtypes}
+    for row in rows:
+        if row["dtype"] in peak:
+            row["of_matmul"] = row["GFLOP/s"] / peak[row["dtype"]]
+    header += (f"\n\nSquare {MATMUL_N}x{MATMUL_N} torch.mm, best before/after the cases: {_peaks(peak)}; "
+               "of_matmul = GFLOP/s / that peak in the row's dtype")
     table = "\n".join([f"| {' | '.join(columns)} |", "|" + "---|" * len(columns)]
                       + [f"| {' | '.join(_fmt(row.get(k, '')) for k in columns)} |" for row in rows])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(f"{header}\n\n{table}\n")
     print(f"\n{table}\nwritten to {args.out}")
+
+
+def _peaks(peak):
+    return ", ".join(f"{d} {g:.1f} GFLOP/s" for d, g in peak.items())
 
 
 def _fmt(value):

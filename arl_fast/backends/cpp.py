@@ -1,34 +1,78 @@
-"""Fused CPU backend: the C++ kernels of ``arl_fast._C`` (``csrc/``), registered as the torch ops
-``arl_fast::cpp_level_losses`` and ``arl_fast::cpp_level_losses_backward``.
+"""Fused CPU backend: the C++ kernels in ``csrc/``, registered as the torch ops ``arl_fast::cpp_level_losses`` and
+``arl_fast::cpp_level_losses_backward``.
 
 The kernels compute one or all levels straight from ``z1, z2`` in O(B*T*C) memory: similarity tiles from BLAS,
 an online log-sum-exp, half of the tiles thanks to the symmetry of ``S = Z Z^T``, and a backward that recomputes
-tiles from the saved per-row log-sum-exp (see ``csrc/cpu/contrastive_loss.cpp``).  float64 is the exact path;
-float32 accumulates in float32; bfloat16 is multiplied in bfloat16 with float32 accumulation where the CPU has
-fast bf16 instructions (AVX512-BF16 or AMX), and in float32 elsewhere, as is float16.  Gradients come back in
-the input dtype.
+tiles from the saved per-row softmax statistics, maximum and log-sum kept apart (``csrc/cpu/contrastive_loss.cpp``).
+float64 is the exact path; float32 accumulates in float32; bfloat16 is multiplied in bfloat16 with float32
+accumulation where the CPU has fast bf16 instructions (AVX512-BF16 or AMX), and in float32 elsewhere, as is
+float16.  Gradients come back in the input dtype.
 
-When the extension is missing (no compiler at install time) the backend reports why and ``"auto"`` uses the
+The kernels are built once per instruction set, each variant its own module (``setup.py``): ``default``,
+``avx2`` and ``avx512`` on x86-64 (``default`` only elsewhere), or one ``native`` module from an
+``ARL_FAST_MARCH=native`` build.  At import the best variant this CPU runs is loaded, once, as PyTorch sees the
+CPU (``torch.backends.cpu.get_cpu_capability()``, which ``ATEN_CPU_CAPABILITY`` lowers); ``ARL_FAST_ISA=default |
+avx2 | avx512 | native`` caps the choice (it can only lower it); ``isa()`` names the variant in use.  Only one
+variant is ever imported in a process: each registers the same ops.
+
+When no variant is built (no compiler at install time) the backend reports why and ``"auto"`` uses the
 reference; with ``ARL_FAST_REQUIRE_EXT=1`` a missing extension is an error at import instead.
 """
 
+import importlib
 import os
 
 import torch
 
 REQUIRE_ENV_VAR = "ARL_FAST_REQUIRE_EXT"
+ISA_ENV_VAR = "ARL_FAST_ISA"
+VARIANTS = ("default", "avx2", "avx512", "native")  # lowest first; "native" is a -march build of the build machine
+_CAPABILITY_VARIANTS = {"DEFAULT": "default", "AVX2": "avx2", "AVX512": "avx512"}
+
+
+def module_name(variant):
+    """The module that holds a variant's kernels."""
+    return f"arl_fast._C_{variant}"
+
+
+def runnable_variants():
+    """The variants this CPU runs and ARL_FAST_ISA allows, best first (built or not).
+
+    PyTorch's capability decides among default, avx2 and avx512 (other capabilities, e.g. aarch64's, run
+    default); a native module, where one is built, is taken to run here (it was built for this machine) unless
+    ATEN_CPU_CAPABILITY lowers the capability.
+    """
+    capability = _CAPABILITY_VARIANTS.get(torch.backends.cpu.get_cpu_capability(), "default")
+    allowed = VARIANTS[: VARIANTS.index(capability) + 1]
+    if "ATEN_CPU_CAPABILITY" not in os.environ:
+        allowed += ("native",)
+    cap = os.environ.get(ISA_ENV_VAR, "").strip().lower()
+    if cap:
+        if cap not in VARIANTS:
+            raise ValueError(f"{ISA_ENV_VAR}={cap!r} is not one of {', '.join(VARIANTS)}")
+        allowed = tuple(v for v in allowed if VARIANTS.index(v) <= VARIANTS.index(cap))
+    return sorted(allowed, key=VARIANTS.index, reverse=True)
 
 
 def _load():
+    """Imports the best runnable variant; returns (variant, "") or ("", why none could be loaded)."""
     try:
-        from arl_fast import _C  # noqa: F401  (importing it registers the ops)
-    except ImportError as error:
-        return (f"the C++ extension arl_fast._C is not built ({error}); reinstall with a C++ compiler: "
-                "pip install --no-build-isolation -e .")
-    return ""
+        candidates = runnable_variants()
+    except ValueError as error:
+        return "", str(error)
+    missing = []
+    for variant in candidates:
+        try:
+            importlib.import_module(module_name(variant))  # importing it registers the ops
+        except ImportError as error:
+            missing.append(f"{module_name(variant)} ({error})")
+            continue
+        return variant, ""
+    return "", ("no C++ extension of arl_fast this CPU runs is built (tried " + "; ".join(missing) + "); "
+                "reinstall with a C++ compiler: pip install --no-build-isolation -e .")
 
 
-_LOAD_ERROR = _load()
+_ISA, _LOAD_ERROR = _load()
 if _LOAD_ERROR and os.environ.get(REQUIRE_ENV_VAR) == "1":
     raise RuntimeError(f"{REQUIRE_ENV_VAR}=1 but {_LOAD_ERROR}")
 
@@ -45,6 +89,11 @@ def is_available(device):
     return not unavailable_reason(device)
 
 
+def isa():
+    """The variant of the kernels in use ("default", "avx2", "avx512" or "native"); "" when none is loaded."""
+    return _ISA
+
+
 def fast_bf16():
     """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX), so bf16 tiles pay off."""
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
@@ -57,8 +106,9 @@ def _operands(z1, z2):
     return z1.contiguous(), z2.contiguous()
 
 
-def _lse_size(B, T, first_level, num_levels):
-    return sum(4 * B * (T >> level) for level in range(first_level, first_level + num_levels))
+def _stats_size(B, T, first_level, num_levels):
+    """Length of the row statistics the forward returns: a maximum and a log-sum per row of every term."""
+    return sum(8 * B * (T >> level) for level in range(first_level, first_level + num_levels))
 
 
 def _loss_dtype(dtype):
@@ -70,11 +120,11 @@ if not _LOAD_ERROR:
     @torch.library.register_fake("arl_fast::cpp_level_losses")
     def _level_losses_fake(z1, z2, first_level, num_levels, alpha, temporal_unit):
         dtype = _loss_dtype(z1.dtype)
-        lse = z1.new_empty(_lse_size(z1.shape[0], z1.shape[1], first_level, num_levels), dtype=dtype)
-        return z1.new_empty(num_levels, dtype=dtype), lse
+        stats = z1.new_empty(_stats_size(z1.shape[0], z1.shape[1], first_level, num_levels), dtype=dtype)
+        return z1.new_empty(num_levels, dtype=dtype), stats
 
     @torch.library.register_fake("arl_fast::cpp_level_losses_backward")
-    def _level_losses_backward_fake(grad_losses, z1, z2, lse, first_level, num_levels, alpha, temporal_unit):
+    def _level_losses_backward_fake(grad_losses, z1, z2, row_stats, first_level, num_levels, alpha, temporal_unit):
         return torch.empty_like(z1), torch.empty_like(z2)
 
     def _setup_context(ctx, inputs, output):
@@ -82,9 +132,9 @@ if not _LOAD_ERROR:
         ctx.save_for_backward(z1, z2, output[1])
         ctx.args = (first_level, num_levels, alpha, temporal_unit)
 
-    def _backward(ctx, grad_losses, grad_lse):
-        z1, z2, lse = ctx.saved_tensors
-        dz1, dz2 = torch.ops.arl_fast.cpp_level_losses_backward(grad_losses.contiguous(), z1, z2, lse, *ctx.args)
+    def _backward(ctx, grad_losses, grad_stats):
+        z1, z2, row_stats = ctx.saved_tensors
+        dz1, dz2 = torch.ops.arl_fast.cpp_level_losses_backward(grad_losses.contiguous(), z1, z2, row_stats, *ctx.args)
         return dz1, dz2, None, None, None, None
 
     torch.library.register_autograd("arl_fast::cpp_level_losses", _backward, setup_context=_setup_context)

@@ -6,24 +6,29 @@
 //
 // Forward: rows in blocks of `kBlock`; similarity tiles S_IJ = Z_I Z_J^T come from BLAS (sgemm/dgemm, or MKL's
 // bf16 gemm with fp32 accumulation) into a per-thread scratch tile; an online log-sum-exp per row, the diagonal
-// masked inside the tile; the positive is a dot product read directly.  S is symmetric, so a tile (I, J) with
-// I != J serves the rows of I and, transposed, the rows of J: only half of S is ever multiplied.  The tiles run
+// masked inside the tile, its maximum and log-sum kept apart; the positive logit is read from its tile.  S is
+// symmetric, so a tile (I, J) with I != J serves the rows of I and, transposed, the rows of J: only half of S is
+// ever multiplied.  The tiles run
 // in round-robin rounds in which every block appears once, so no two tiles of a round touch the same rows: the
 // rows' statistics and gradients are updated without locks, in an order fixed by the schedule (bit-identical
 // results whatever the number of threads).  Groups of at most `kBlock` rows are packed and done whole.
 //
-// Backward: recompute each tile, A = softmax_I(S_IJ) + softmax_J(S_JI)^T from the saved log-sum-exp (entries
-// below the normal range flushed to zero: BLAS runs many times slower on denormals), dZ_I += w A Z_J and
-// dZ_J += w A^T Z_I, then dZ_i -= 2 w z_pos(i).  Pooled levels are pooled on the fly from z (window 2**level)
+// Backward: recompute each tile, A = softmax_I(S_IJ) + softmax_J(S_JI)^T - 2 [positives] from the saved row
+// statistics (entries below the normal range flushed to zero: BLAS runs many times slower on denormals),
+// dZ_I += w A Z_J and dZ_J += w A^T Z_I.  Pooled levels are pooled on the fly from z (window 2**level)
 // and their gradient goes to the first maximum of each window, as max_pool1d picks it.
 //
-// Memory beyond inputs and gradients: one pooled level and its gradient, the per-row log-sum-exp, and one
-// tile per thread.
+// Memory beyond inputs and gradients: one pooled level and its gradient, two statistics per row, and one tile per
+// thread.
 
-#if defined(__AVX512F__) && !defined(CPU_CAPABILITY_AVX512)
+// at::vec's kernels follow the CPU_CAPABILITY macros: set by setup.py per variant, from the compiler's target in a
+// -march build.
+#ifndef CPU_CAPABILITY
+#if defined(__AVX512F__)
 #define CPU_CAPABILITY_AVX512
-#elif defined(__AVX2__) && !defined(CPU_CAPABILITY_AVX2)
+#elif defined(__AVX2__)
 #define CPU_CAPABILITY_AVX2
+#endif
 #endif
 
 #include <ATen/ATen.h>
@@ -290,45 +295,67 @@ void for_each_packed_group(const Term<scalar_t, acc_t>& term, std::vector<Scratc
   });
 }
 
-// Per-row log-sum-exp of every row of the term, written to lse (G x 2n).
+// Per-row softmax statistics of a term, G x 2n each: the row maximum m and log l, l = sum_j exp(s_j - m), kept
+// apart.  Rounded into one float m + log l, the log-sum-exp of logits in the thousands would carry an ulp of ~1e-4
+// into every row loss and every probability, far more than a saturated row's loss or gradient.
+template <typename acc_t>
+struct RowStats {
+  acc_t* max;
+  acc_t* logsum;
+};
+
+// Writes the term's row statistics and returns the sum over its rows of the row losses, in a fixed order.  A row's
+// loss is lse(s~) - s_pos with lse(s~) = m + log l from the tiles' rounded logits s~; its error against the exact
+// loss is sum_j p_j e_j - e'_pos, e the tiles' rounding, e'_pos that of the positive used.  Taking the positive
+// from its tile (e' = e_pos) cancels the row's dominant error where p_pos -> 1 (a saturated row's loss is then
+// log l, as in the reference), an exact positive (e' = 0) where p_pos -> 0: the loss uses
+// s~_pos - (1 - p_pos) (s~_pos - s_pos), which leaves sum_{j != pos} p_j e_j, the negatives' share only.
 template <typename scalar_t, typename acc_t>
-void forward_lse(const Term<scalar_t, acc_t>& term, acc_t* lse, std::vector<Scratch<scalar_t, acc_t>>& scratch) {
-  const int64_t rows = 2 * term.n, C = term.C;
+double forward_term(const Term<scalar_t, acc_t>& term, RowStats<acc_t> stats,
+                    std::vector<Scratch<scalar_t, acc_t>>& scratch) {
+  const int64_t n = term.n, rows = 2 * n, C = term.C;
   std::vector<acc_t> run_max(term.groups * rows, -std::numeric_limits<acc_t>::infinity());
   std::vector<acc_t> run_sum(term.groups * rows, acc_t(0));
+  std::vector<acc_t> positive(term.groups * n);  // s(r, r + n), shared by rows r and r + n
   if (term.packed()) {
     for_each_packed_group(term, scratch, [&](int64_t g, Scratch<scalar_t, acc_t>& s) {
+      for (int64_t r = 0; r < n; ++r) positive[g * n + r] = s.tile[r * kBlock + r + n];
       mask_diagonal(s.tile.data(), rows);
       row_statistics(s.tile.data(), rows, rows, &run_max[g * rows], &run_sum[g * rows]);
     });
   } else {
+    const int64_t per_view = term.blocks_per_view();
     for_each_tile(term, scratch, [&](int64_t g, int64_t I, int64_t J, Scratch<scalar_t, acc_t>& s) {
       const int64_t i0 = term.block_start(I), ni = term.block_len(I);
       const int64_t j0 = term.block_start(J), nj = term.block_len(J);
       similarity(term.row(g, i0), ni, term.row_stride, term.row(g, j0), nj, term.row_stride, C, s.tile.data());
+      if (J == I + per_view) {  // the positives' tile: row i of block I pairs with row i of block J
+        for (int64_t i = 0; i < ni; ++i) positive[g * n + i0 + i] = s.tile[i * kBlock + i];
+      }
       if (I == J) mask_diagonal(s.tile.data(), ni);
       row_statistics(s.tile.data(), ni, nj, &run_max[g * rows + i0], &run_sum[g * rows + i0]);
       if (I != J) column_statistics(s.tile.data(), ni, nj, &run_max[g * rows + j0], &run_sum[g * rows + j0], s);
     });
   }
-  for (int64_t k = 0; k < term.groups * rows; ++k) lse[k] = run_max[k] + std::log(run_sum[k]);
-}
-
-// Sum over the term's rows of (lse - positive), in a fixed order.
-template <typename scalar_t, typename acc_t>
-double row_loss_sum(const Term<scalar_t, acc_t>& term, const acc_t* lse) {
-  const int64_t rows = 2 * term.n;
   std::vector<double> per_group(term.groups);
   at::parallel_for(0, term.groups, 1, [&](int64_t begin, int64_t end) {
     for (int64_t g = begin; g < end; ++g) {
       double sum = 0;
-      for (int64_t r = 0; r < rows; ++r) sum += lse[g * rows + r];
-      for (int64_t r = 0; r < term.n; ++r) {
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t k = g * rows + r;
+        stats.max[k] = run_max[k];
+        stats.logsum[k] = std::log(run_sum[k]);
+      }
+      for (int64_t r = 0; r < n; ++r) {
         const scalar_t* a = term.row(g, r);
-        const scalar_t* b = term.row(g, r + term.n);
-        double dot = 0;  // in double: the loss is a small difference of large terms
-        for (int64_t c = 0; c < term.C; ++c) dot += static_cast<double>(a[c]) * static_cast<double>(b[c]);
-        sum -= 2.0 * dot;
+        const scalar_t* b = term.row(g, r + n);
+        double exact = 0;
+        for (int64_t c = 0; c < C; ++c) exact += static_cast<double>(a[c]) * static_cast<double>(b[c]);
+        const double rounded = positive[g * n + r];
+        for (const int64_t k : {g * rows + r, g * rows + r + n}) {
+          const double shifted = (rounded - double(run_max[k])) - double(stats.logsum[k]);  // log p_pos
+          sum += -shifted - std::expm1(shifted) * (rounded - exact);  // -log p_pos + (p_pos - 1) e_pos
+        }
       }
       per_group[g] = sum;
     }
@@ -338,20 +365,42 @@ double row_loss_sum(const Term<scalar_t, acc_t>& term, const acc_t* lse) {
   return total;
 }
 
-// A = softmax_I(S) + softmax_J(S^T)^T in place: exp(S_ij - lse_i) + exp(S_ij - lse_j), flushed.
+// |x| below the normal range flushed to zero (entries that may be negative).
 template <typename acc_t>
-void probabilities(acc_t* S, int64_t rows_i, int64_t rows_j, const acc_t* lse_i, const acc_t* lse_j, bool diagonal) {
+inline acc_t flush_magnitude(acc_t x) {
+  return std::abs(x) < std::numeric_limits<acc_t>::min() ? acc_t(0) : x;
+}
+
+// A = softmax_I(S) + softmax_J(S^T)^T - 2 [positive pairs] in place, flushed: p_ij = exp((S_ij - m_i) - log l_i).
+// The -2 is the positives' gradient (-2 z_pos for every row), folded into the one entry per row where it cancels:
+// there A = expm1(..._i) + expm1(..._j), exact where a saturated row's p_pos is within an ulp of 1, whereas
+// A Z - 2 z_pos would leave a rounding error of the size of z in a gradient that is nearly zero.
+// positive_col(i) is the column of row i's positive in this tile, or -1.
+template <typename acc_t, typename PositiveCol>
+void probabilities(acc_t* S, int64_t rows_i, int64_t rows_j, RowStats<const acc_t> stats_i,
+                   RowStats<const acc_t> stats_j, bool diagonal, const PositiveCol& positive_col) {
   using V = Vec<acc_t>;
   for (int64_t i = 0; i < rows_i; ++i) {
     acc_t* s = S + i * kBlock;
-    const V row_lse(lse_i[i]);
+    const int64_t jp = positive_col(i);
+    const acc_t x_pos = jp >= 0 ? s[jp] : acc_t(0);
+    const V max_i(stats_i.max[i]), logsum_i(stats_i.logsum[i]);
     int64_t j = 0;
     for (; j + V::size() <= rows_j; j += V::size()) {
       const V x = V::loadu(s + j);
-      flush(vexp(x - row_lse) + vexp(x - V::loadu(lse_j + j))).store(s + j);
+      const V p_i = vexp((x - max_i) - logsum_i);
+      const V p_j = vexp((x - V::loadu(stats_j.max + j)) - V::loadu(stats_j.logsum + j));
+      flush(p_i + p_j).store(s + j);
     }
-    for (; j < rows_j; ++j) s[j] = flush(std::exp(s[j] - lse_i[i]) + std::exp(s[j] - lse_j[j]));
+    for (; j < rows_j; ++j) {
+      s[j] = flush(std::exp((s[j] - stats_i.max[i]) - stats_i.logsum[i]) +
+                   std::exp((s[j] - stats_j.max[j]) - stats_j.logsum[j]));
+    }
     if (diagonal) s[i] = 0;
+    if (jp >= 0) {
+      s[jp] = flush_magnitude(std::expm1((x_pos - stats_i.max[i]) - stats_i.logsum[i]) +
+                              std::expm1((x_pos - stats_j.max[jp]) - stats_j.logsum[jp]));
+    }
   }
 }
 
@@ -369,12 +418,14 @@ const scalar_t* operand(const acc_t* A, int64_t rows_i, int64_t rows_j, Scratch<
 
 // grad += w * d(sum of row losses)/dz for every row of the term.
 template <typename scalar_t, typename acc_t>
-void backward_term(const Term<scalar_t, acc_t>& term, const acc_t* lse, acc_t w,
+void backward_term(const Term<scalar_t, acc_t>& term, RowStats<const acc_t> stats, acc_t w,
                    std::vector<Scratch<scalar_t, acc_t>>& scratch) {
-  const int64_t rows = 2 * term.n, C = term.C;
+  const int64_t n = term.n, rows = 2 * n, C = term.C;
+  const auto stats_at = [&](int64_t k) { return RowStats<const acc_t>{stats.max + k, stats.logsum + k}; };
   if (term.packed()) {
+    const auto partner = [n](int64_t r) { return r < n ? r + n : r - n; };
     for_each_packed_group(term, scratch, [&](int64_t g, Scratch<scalar_t, acc_t>& s) {
-      probabilities(s.tile.data(), rows, rows, &lse[g * rows], &lse[g * rows], true);
+      probabilities(s.tile.data(), rows, rows, stats_at(g * rows), stats_at(g * rows), true, partner);
       const scalar_t* A = operand(s.tile.data(), rows, rows, s);
       // dZ^T (C x rows) = Z^T A^T: column-major views of the row-major Z and A.
       gemm(false, false, C, rows, rows, w, s.packed.data(), C, A, kBlock, acc_t(0), s.packed_grad.data(), C);
@@ -384,30 +435,23 @@ void backward_term(const Term<scalar_t, acc_t>& term, const acc_t* lse, acc_t w,
         for (int64_t c = 0; c < C; ++c) out[c] += d[c];
       }
     });
-  } else {
-    for_each_tile(term, scratch, [&](int64_t g, int64_t I, int64_t J, Scratch<scalar_t, acc_t>& s) {
-      const int64_t i0 = term.block_start(I), ni = term.block_len(I);
-      const int64_t j0 = term.block_start(J), nj = term.block_len(J);
-      const scalar_t* zi = term.row(g, i0);
-      const scalar_t* zj = term.row(g, j0);
-      const int64_t ld = term.row_stride;
-      similarity(zi, ni, ld, zj, nj, ld, C, s.tile.data());
-      probabilities(s.tile.data(), ni, nj, &lse[g * rows + i0], &lse[g * rows + j0], I == J);
-      const scalar_t* A = operand(s.tile.data(), ni, nj, s);
-      // dZ_I^T += w Z_J^T A^T  and  dZ_J^T += w Z_I^T A (column-major views of row-major blocks).
-      gemm(false, false, C, ni, nj, w, zj, ld, A, kBlock, acc_t(1), term.grad_row(g, i0), ld);
-      if (I != J) gemm(false, true, C, nj, ni, w, zi, ld, A, kBlock, acc_t(1), term.grad_row(g, j0), ld);
-    });
+    return;
   }
-  // The positives: d(-sum_r z_r . z_pos(r))/dz_r = -2 z_pos(r).
-  at::parallel_for(0, term.groups, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t g = begin; g < end; ++g) {
-      for (int64_t r = 0; r < rows; ++r) {
-        const scalar_t* partner = term.row(g, r < term.n ? r + term.n : r - term.n);
-        acc_t* out = term.grad_row(g, r);
-        for (int64_t c = 0; c < C; ++c) out[c] -= 2 * w * static_cast<acc_t>(partner[c]);
-      }
-    }
+  const int64_t per_view = term.blocks_per_view();
+  for_each_tile(term, scratch, [&](int64_t g, int64_t I, int64_t J, Scratch<scalar_t, acc_t>& s) {
+    const int64_t i0 = term.block_start(I), ni = term.block_len(I);
+    const int64_t j0 = term.block_start(J), nj = term.block_len(J);
+    const scalar_t* zi = term.row(g, i0);
+    const scalar_t* zj = term.row(g, j0);
+    const int64_t ld = term.row_stride;
+    const bool positives = J == I + per_view;  // row i of block I pairs with row i of block J
+    similarity(zi, ni, ld, zj, nj, ld, C, s.tile.data());
+    probabilities(s.tile.data(), ni, nj, stats_at(g * rows + i0), stats_at(g * rows + j0), I == J,
+                  [positives](int64_t i) { return positives ? i : int64_t(-1); });
+    const scalar_t* A = operand(s.tile.data(), ni, nj, s);
+    // dZ_I^T += w Z_J^T A^T  and  dZ_J^T += w Z_I^T A (column-major views of row-major blocks).
+    gemm(false, false, C, ni, nj, w, zj, ld, A, kBlock, acc_t(1), term.grad_row(g, i0), ld);
+    if (I != J) gemm(false, true, C, nj, ni, w, zi, ld, A, kBlock, acc_t(1), term.grad_row(g, j0), ld);
   });
 }
 
@@ -471,11 +515,25 @@ Term<scalar_t, acc_t> instance_term(const scalar_t* p1, const scalar_t* p2, int6
   return {p1, p2, B, Tl, C, Tl * C, C};
 }
 
-// Where each level's log-sum-exp lives in the flat lse tensor: temporal (B x 2 T_l) then instance (T_l x 2B).
-int64_t lse_offset(int64_t B, int64_t T, int64_t first_level, int64_t level) {
-  int64_t offset = 0;
-  for (int64_t l = first_level; l < level; ++l) offset += 4 * B * (T >> l);
-  return offset;
+// Rows of the levels [first_level, level): 2 B T_l temporal and 2 B T_l instance rows each.
+int64_t rows_before(int64_t B, int64_t T, int64_t first_level, int64_t level) {
+  int64_t rows = 0;
+  for (int64_t l = first_level; l < level; ++l) rows += 4 * B * (T >> l);
+  return rows;
+}
+
+// Size of the flat row-statistics tensor: a maximum and a log-sum per row.
+int64_t stats_size(int64_t B, int64_t T, int64_t first_level, int64_t num_levels) {
+  return 2 * rows_before(B, T, first_level, first_level + num_levels);
+}
+
+// Where a term's statistics live in the flat tensor: per level, the maxima of the temporal rows (B x 2 T_l) and of
+// the instance rows (T_l x 2B), then their log-sums in the same order.
+template <typename acc_t>
+RowStats<acc_t> term_stats(acc_t* flat, int64_t B, int64_t T, int64_t first_level, int64_t level, bool instance) {
+  const int64_t Tl = T >> level;
+  acc_t* max = flat + 2 * rows_before(B, T, first_level, level) + (instance ? 2 * B * Tl : 0);
+  return {max, max + 4 * B * Tl};
 }
 
 struct LevelPlan {
@@ -516,7 +574,7 @@ std::tuple<at::Tensor, at::Tensor> forward_impl(const at::Tensor& z1, const at::
   const int64_t B = z1.size(0), T = z1.size(1), C = z1.size(2);
   auto acc_options = z1.options().dtype(acc_dtype(z1.scalar_type()));
   at::Tensor losses = at::zeros({num_levels}, acc_options);
-  at::Tensor lse = at::zeros({lse_offset(B, T, first_level, first_level + num_levels)}, acc_options);
+  at::Tensor stats = at::zeros({stats_size(B, T, first_level, num_levels)}, acc_options);
   auto scratch = make_scratch<scalar_t, acc_t>(C);
   for (int64_t level = first_level; level < first_level + num_levels; ++level) {
     const int64_t Tl = T >> level;
@@ -530,27 +588,24 @@ std::tuple<at::Tensor, at::Tensor> forward_impl(const at::Tensor& z1, const at::
     }
     const scalar_t* v1 = p1.data_ptr<scalar_t>();
     const scalar_t* v2 = p2.data_ptr<scalar_t>();
-    acc_t* level_lse = lse.data_ptr<acc_t>() + lse_offset(B, T, first_level, level);
+    acc_t* flat = stats.data_ptr<acc_t>();
     double loss = 0;
     if (p.temporal) {
       auto term = temporal_term<scalar_t, acc_t>(v1, v2, B, Tl, C);
-      forward_lse(term, level_lse, scratch);
-      loss += p.temporal_weight * row_loss_sum(term, level_lse);
+      loss += p.temporal_weight * forward_term(term, term_stats(flat, B, T, first_level, level, false), scratch);
     }
     if (p.instance) {
       auto term = instance_term<scalar_t, acc_t>(v1, v2, B, Tl, C);
-      acc_t* instance_lse = level_lse + 2 * B * Tl;
-      forward_lse(term, instance_lse, scratch);
-      loss += p.instance_weight * row_loss_sum(term, instance_lse);
+      loss += p.instance_weight * forward_term(term, term_stats(flat, B, T, first_level, level, true), scratch);
     }
     losses.data_ptr<acc_t>()[level - first_level] = static_cast<acc_t>(loss);
   }
-  return {losses, lse};
+  return {losses, stats};
 }
 
 template <typename scalar_t, typename acc_t>
 std::tuple<at::Tensor, at::Tensor> backward_impl(const at::Tensor& grad_losses, const at::Tensor& z1,
-                                                 const at::Tensor& z2, const at::Tensor& lse, int64_t first_level,
+                                                 const at::Tensor& z2, const at::Tensor& stats, int64_t first_level,
                                                  int64_t num_levels, double alpha, int64_t temporal_unit) {
   const int64_t B = z1.size(0), T = z1.size(1), C = z1.size(2);
   auto acc_options = z1.options().dtype(acc_dtype(z1.scalar_type()));
@@ -573,18 +628,20 @@ std::tuple<at::Tensor, at::Tensor> backward_impl(const at::Tensor& grad_losses, 
     }
     const scalar_t* v1 = p1.data_ptr<scalar_t>();
     const scalar_t* v2 = p2.data_ptr<scalar_t>();
-    const acc_t* level_lse = lse.data_ptr<acc_t>() + lse_offset(B, T, first_level, level);
+    const acc_t* flat = stats.data_ptr<acc_t>();
     if (p.temporal) {
       auto term = temporal_term<scalar_t, acc_t>(v1, v2, B, Tl, C);
       term.grad1 = d1.data_ptr<acc_t>();
       term.grad2 = d2.data_ptr<acc_t>();
-      backward_term(term, level_lse, static_cast<acc_t>(g * p.temporal_weight), scratch);
+      const auto w = static_cast<acc_t>(g * p.temporal_weight);
+      backward_term(term, term_stats(flat, B, T, first_level, level, false), w, scratch);
     }
     if (p.instance) {
       auto term = instance_term<scalar_t, acc_t>(v1, v2, B, Tl, C);
       term.grad1 = d1.data_ptr<acc_t>();
       term.grad2 = d2.data_ptr<acc_t>();
-      backward_term(term, level_lse + 2 * B * Tl, static_cast<acc_t>(g * p.instance_weight), scratch);
+      const auto w = static_cast<acc_t>(g * p.instance_weight);
+      backward_term(term, term_stats(flat, B, T, first_level, level, true), w, scratch);
     }
     if (level > 0) {
       unpool_add(z1.data_ptr<scalar_t>(), v1, d1.data_ptr<acc_t>(), B, T, C, level, dz1.data_ptr<acc_t>());
@@ -608,23 +665,23 @@ std::tuple<at::Tensor, at::Tensor> level_losses_cpu(const at::Tensor& z1, const 
 }
 
 std::tuple<at::Tensor, at::Tensor> level_losses_backward_cpu(const at::Tensor& grad_losses, const at::Tensor& z1,
-                                                             const at::Tensor& z2, const at::Tensor& lse,
+                                                             const at::Tensor& z2, const at::Tensor& stats,
                                                              int64_t first_level, int64_t num_levels, double alpha,
                                                              int64_t temporal_unit) {
   check_inputs(z1, z2, first_level, num_levels);
   const int64_t B = z1.size(0), T = z1.size(1);
   TORCH_CHECK(grad_losses.numel() == num_levels, "grad_losses must have one entry per level");
-  TORCH_CHECK(lse.is_contiguous() && lse.scalar_type() == acc_dtype(z1.scalar_type()) &&
-                  lse.numel() == lse_offset(B, T, first_level, first_level + num_levels),
-              "lse must be the log-sum-exp the forward returned");
+  TORCH_CHECK(stats.is_contiguous() && stats.scalar_type() == acc_dtype(z1.scalar_type()) &&
+                  stats.numel() == stats_size(B, T, first_level, num_levels),
+              "row_stats must be the row statistics the forward returned");
   switch (z1.scalar_type()) {
     case at::kDouble:
-      return backward_impl<double, double>(grad_losses, z1, z2, lse, first_level, num_levels, alpha, temporal_unit);
+      return backward_impl<double, double>(grad_losses, z1, z2, stats, first_level, num_levels, alpha, temporal_unit);
     case at::kBFloat16:
-      return backward_impl<at::BFloat16, float>(grad_losses, z1, z2, lse, first_level, num_levels, alpha,
+      return backward_impl<at::BFloat16, float>(grad_losses, z1, z2, stats, first_level, num_levels, alpha,
                                                 temporal_unit);
     default:
-      return backward_impl<float, float>(grad_losses, z1, z2, lse, first_level, num_levels, alpha, temporal_unit);
+      return backward_impl<float, float>(grad_losses, z1, z2, stats, first_level, num_levels, alpha, temporal_unit);
   }
 }
 
