@@ -3,6 +3,7 @@
     python bench/cpu_loss.py                       # T in 500, 1000, 3000, 8000, 17984; writes bench/results/
     python bench/cpu_loss.py --lengths 1000,3000   # a subset
     python bench/cpu_loss.py --lengths 1000,3000 --reference-up-to 0 --isa avx512,native   # cpp variants only
+    python bench/cpu_loss.py --reference-up-to 0 --other-build ../old   # and another checkout's build, case by case
 
 Each case runs in a fresh subprocess, which reports the time of one forward + backward (the best of a few for
 short series) and the call's peak extra memory: the process's peak RSS during the call minus its RSS before it
@@ -131,10 +132,13 @@ def _status_kib(field):
     raise RuntimeError(f"/proc/self/status has no {field}")
 
 
-def measure(backend, what, T, dtype):
-    """One case in a fresh process; backend "cpp@VARIANT" runs the cpp kernels with ARL_FAST_ISA=VARIANT."""
+def measure(backend, what, T, dtype, other_build=None):
+    """One case in a fresh process; backend "cpp@VARIANT" runs the cpp kernels with ARL_FAST_ISA=VARIANT, and
+    `other_build` (a checkout with its extension built in place) is imported instead of this one."""
     # Large blocks mapped and unmapped one by one, so that freed memory leaves the RSS and the peak is the call's.
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(1 << 17)}
+    if other_build:
+        env["PYTHONPATH"] = str(Path(other_build).resolve())
     backend, _, variant = backend.partition("@")
     if variant:
         env["ARL_FAST_ISA"] = variant
@@ -162,6 +166,9 @@ def main():
     parser.add_argument("--isa", default="",
                         help="comma-separated ISA variants of the cpp kernels to time side by side (ARL_FAST_ISA in "
                              "each case's process; e.g. avx512,native); default: the dispatched one only")
+    parser.add_argument("--other-build", type=Path, default=None,
+                        help="a checkout with its extension built in place: its cpp kernels are timed beside this "
+                             "one's, case by case (backend 'cpp (other)')")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "cpu_loss.md")
     parser.add_argument("--worker", nargs=4, metavar=("BACKEND", "WHAT", "T", "DTYPE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -182,6 +189,7 @@ def main():
     command = f"python bench/cpu_loss.py --lengths {args.lengths} --bf16-up-to {args.bf16_up_to}"
     command += "" if args.reference_up_to is None else f" --reference-up-to {args.reference_up_to}"
     command += f" --isa {args.isa}" if args.isa else ""
+    command += f" --other-build {args.other_build}" if args.other_build else ""
     header = (f"CPU: {cpu_model()}, {torch.get_num_threads()} threads, torch {torch.__version__}, cpp kernels: "
               f"{cpp.isa()}; B={B}, C={C}, forward + backward; command: {command}")
     columns = ["what", "T", "backend", "dtype", "time_s", "peak_extra_MiB", "GFLOP/s", "of_matmul", "yardstick_s",
@@ -197,11 +205,14 @@ def main():
             cases = [("reference", "float32")] if with_reference else []
             cases += [("cpp", "float32")] + ([("cpp", "bfloat16")] if T <= args.bf16_up_to else [])
             cases += [(variant, "float32") for variant in variants]
+            cases += [("cpp (other)", "float32")] if args.other_build else []
             for backend, dtype in cases:
-                result = measure(backend, what, T, dtype)
+                other = backend == "cpp (other)"
+                result = measure("cpp" if other else backend, what, T, dtype, args.other_build if other else None)
                 found[backend, dtype] = result
                 done = (3 if backend == "reference" else 2) * flops  # symmetric tiles: two products' worth
-                row = {"what": what, "T": T, "backend": backend, "dtype": dtype, "time_s": result["time_s"],
+                label = f"cpp ({args.other_build}, {result['isa']})" if other else backend
+                row = {"what": what, "T": T, "backend": label, "dtype": dtype, "time_s": result["time_s"],
                        "peak_extra_MiB": result["peak_extra_MiB"], "GFLOP/s": done / result["time_s"] / 1e9,
                        "yardstick_s": yard, "time/yardstick": result["time_s"] / yard}
                 ref = found.get(("reference", "float32"))

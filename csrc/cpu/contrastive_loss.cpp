@@ -8,10 +8,10 @@
 // bf16 gemm with fp32 accumulation) into a per-thread scratch tile; an online log-sum-exp per row, the diagonal
 // masked inside the tile, its maximum and log-sum kept apart; the positive logit is read from its tile.  S is
 // symmetric, so a tile (I, J) with I != J serves the rows of I and, transposed, the rows of J: only half of S is
-// ever multiplied.  The tiles run
-// in round-robin rounds in which every block appears once, so no two tiles of a round touch the same rows: the
-// rows' statistics and gradients are updated without locks, in an order fixed by the schedule (bit-identical
-// results whatever the number of threads).  Groups of at most `kBlock` rows are packed and done whole.
+// ever multiplied.  The tiles run in round-robin rounds in which every block appears once, so no two tiles of a
+// round touch the same rows: the rows' statistics and gradients are updated without locks, in an order fixed by
+// the schedule (bit-identical results whatever the number of threads).  Groups of at most `kBlock` rows are packed
+// and done whole.
 //
 // Backward: recompute each tile, A = softmax_I(S_IJ) + softmax_J(S_JI)^T - 2 [positives] from the saved row
 // statistics (entries below the normal range flushed to zero: BLAS runs many times slower on denormals),
