@@ -245,8 +245,9 @@ def test_table_and_plot(tmp_path, one_thread):
     json.dumps(results)  # JSON-able
     table = A.format_table(results)
     lines = table.splitlines()
-    assert "mean ± std over 2 seed(s)" in lines[0] and "2 of 2 series scored" in lines[1]
-    assert [line.split()[0] for line in lines[4:]] == ["hierarchical", "adaptive", "baseline"]
+    assert "mean ± std over seeds" in lines[0] and "2 of 2 series scored" in lines[1]
+    rows = [line.split()[:2] for line in lines[4:]]
+    assert rows == [["hierarchical", "2"], ["adaptive", "2"], ["baseline", "(abs_diff)"]]
     assert "1.5 ± 0.7" in lines[4] and lines[4].rstrip().endswith("1.00")
     paths = A.write_plots(tmp_path, results, artefacts)
     assert [p.name for p in paths] == ["synthetic_anomaly.png"] and paths[0].stat().st_size > 10_000

@@ -440,26 +440,23 @@ def format_table(results: dict) -> str:
     for dataset, per_loss in results["summary"].items():
         base = (results.get("baseline") or {}).get(dataset)
         ratios = per_loss.get("time_ratio", {})
-        seeds = {r["seed"] for r in results.get("runs", []) if r["dataset"] == dataset}
-        header = ["loss", "train time (s)", "F1", "precision", "recall", "time / hier."]
+        header = ["loss", "seeds", "train time (s)", "F1", "precision", "recall", "time / hier."]
         rows = []
         for loss in results["losses"]:
             if loss not in per_loss:
                 continue
             row = per_loss[loss]
-            rows.append([loss, _cell(row["train_time_s"], row.get("train_time_s_std"), 1)]
+            rows.append([loss, str(row.get("n_seeds", "-")), _cell(row["train_time_s"], row.get("train_time_s_std"), 1)]
                         + [_cell(row[m], row.get(f"{m}_std")) for m in METRICS]
                         + [_cell(ratios.get(loss), None, 2) if isinstance(ratios, dict) else "-"])
         if base:
-            rows.append([f"baseline ({base['name']})", "-"] + [_cell(base[m]) for m in METRICS] + ["-"])
+            rows.append([f"baseline ({base['name']})", "-", "-"] + [_cell(base[m]) for m in METRICS] + ["-"])
         table = [header, *rows]
         widths = [max(len(r[i]) for r in table) for i in range(len(header))]
         lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
                  for r in table]
         lines.insert(1, "-" * len(lines[0]))
-        title = f"{dataset}: F1 / precision / recall point-adjusted, pooled over series"
-        if seeds:
-            title += f"; mean ± std over {len(seeds)} seed(s)"
+        title = f"{dataset}: F1 / precision / recall point-adjusted, pooled over series; mean ± std over seeds"
         if base:
             info = base["data"]
             title += (f"; delay {base['delay']}\n{info['scored']} of {info['series']} series scored "
