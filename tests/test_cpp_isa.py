@@ -27,15 +27,17 @@ def built(variant):
     return importlib.util.find_spec(cpp.module_name(variant)) is not None
 
 
-def child_env(**overrides):
-    env = {k: v for k, v in os.environ.items() if k not in ("ARL_FAST_ISA", "ATEN_CPU_CAPABILITY")}
+def child_env(drop=(), **overrides):
+    env = {k: v for k, v in os.environ.items() if k not in ("ARL_FAST_ISA", "ATEN_CPU_CAPABILITY", *drop)}
     return {**env, **overrides}
 
 
-def isa_in_child(**overrides):
-    script = "from arl_fast.backends import cpp\nprint(cpp.isa() or cpp.unavailable_reason('cpu'))\n"
-    out = subprocess.run([sys.executable, "-c", script], env=child_env(**overrides), capture_output=True, text=True,
-                         check=True, timeout=120)
+ISA_SCRIPT = "from arl_fast.backends import cpp\nprint(cpp.isa() or cpp.unavailable_reason('cpu'))\n"
+
+
+def isa_in_child(drop=(), **overrides):
+    out = subprocess.run([sys.executable, "-c", ISA_SCRIPT], env=child_env(drop, **overrides), capture_output=True,
+                         text=True, check=True, timeout=120)
     return out.stdout.strip().splitlines()[-1]
 
 
@@ -64,8 +66,11 @@ def test_overrides_only_lower_the_variant():
 
 
 def test_unknown_isa_is_named_in_the_reason():
-    reason = isa_in_child(ARL_FAST_ISA="sse9")
+    reason = isa_in_child(drop=(cpp.REQUIRE_ENV_VAR,), ARL_FAST_ISA="sse9")
     assert "ARL_FAST_ISA='sse9'" in reason and "avx512" in reason
+    required = subprocess.run([sys.executable, "-c", ISA_SCRIPT], capture_output=True, text=True, timeout=120,
+                              env=child_env(ARL_FAST_ISA="sse9", **{cpp.REQUIRE_ENV_VAR: "1"}))
+    assert required.returncode != 0 and "ARL_FAST_ISA='sse9'" in required.stderr
 
 
 @pytest.mark.parametrize("variant", [v for v in cpp.runnable_variants() if built(v) and v != cpp.isa()])
