@@ -38,17 +38,17 @@ def write_compare_plots(out_dir, results, histories, embeddings) -> list[Path]:
     for dataset in datasets:
         title = f"{dataset} (length {lengths[dataset]})" if dataset in lengths else dataset
         first_runs = _first_seed_runs(histories, dataset)
-        stem = out_dir / _safe_name(dataset)
+        stem = out_dir / safe_name(dataset)
         adaptive = first_runs.get("adaptive", {}).get("adaptive")
         if adaptive:
-            written.append(_save(_resolution_heatmap(adaptive, title), f"{stem}_resolutions.png"))
+            written.append(save_figure(_resolution_heatmap(adaptive, title), f"{stem}_resolutions.png"))
         curves = {loss: _aligned_level_losses(first_runs[loss]) for loss in _ordered(first_runs)}
         curves = {loss: curve for loss, curve in curves.items() if curve}
         if curves:
-            written.append(_save(_level_loss_curves(curves, title), f"{stem}_level_losses.png"))
+            written.append(save_figure(_level_loss_curves(curves, title), f"{stem}_level_losses.png"))
         points = {loss: emb for (name, loss), emb in embeddings.items() if name == dataset and len(emb[1]) >= 3}
         if points:
-            written.append(_save(_tsne_panels(points, title), f"{stem}_tsne.png"))
+            written.append(save_figure(_tsne_panels(points, title), f"{stem}_tsne.png"))
     return written
 
 
@@ -57,13 +57,15 @@ def _ordered(losses) -> list:
     return sorted(losses, key=lambda loss: (loss != "hierarchical", loss != "adaptive", loss))
 
 
-def _safe_name(name) -> str:
+def safe_name(name) -> str:
+    """``name`` as a file name: anything but word characters, dots and dashes becomes ``_``."""
     return re.sub(r"[^\w.-]+", "_", str(name))
 
 
-def _save(fig, path) -> Path:
+def save_figure(fig, path, dpi: int = 120) -> Path:
+    """Render ``fig`` on an Agg canvas (pyplot untouched) and write it to ``path``."""
     FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=dpi)
     return Path(path)
 
 

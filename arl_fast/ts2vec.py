@@ -16,7 +16,6 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from . import encoding, training
 from .encoder import TSEncoder
@@ -371,15 +370,15 @@ class TS2Vec:
         if not isinstance(causal, (bool, np.bool_)):
             raise TypeError(f"causal must be True or False, got {causal!r}")
         sliding_padding = _check_int("sliding_padding", sliding_padding, 0)
+        if batch_size is not None:
+            batch_size = _check_int("batch_size", batch_size, 1)
         if sliding_length is None:
             if causal or sliding_padding:
                 raise ValueError("causal and sliding_padding apply to sliding windows: give sliding_length too "
                                  "(e.g. causal=True, sliding_length=1, sliding_padding=200)")
-            batch_size = 4 * self.batch_size if batch_size is None else _check_int("batch_size", batch_size, 1)
+            batch_size = batch_size or 4 * self.batch_size
         else:
             sliding_length = _check_int("sliding_length", sliding_length, 1)
-            if batch_size is not None:
-                batch_size = _check_int("batch_size", batch_size, 1)
         return encoding.encode(
             self._averaged, x, encoding_window, causal=bool(causal), sliding_length=sliding_length,
             sliding_padding=sliding_padding, mask=mask, batch_size=batch_size, device=self.device,

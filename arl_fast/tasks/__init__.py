@@ -39,3 +39,12 @@ def summarize(runs: list[dict], metrics) -> dict:
 
 def _mean_std(values) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def text_table(table: list[list[str]]) -> str:
+    """Rows of cells as aligned text: the first column left-aligned, the others right, a rule under the header."""
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+             for row in table]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)

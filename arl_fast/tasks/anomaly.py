@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.nab import AnomalyDataset, load_nab
-from . import summarize as summarize_runs
+from . import summarize as summarize_runs, text_table
 
 TASK = "anomaly"
 DEFAULT_DATASET = "NAB"
@@ -451,11 +451,6 @@ def format_table(results: dict) -> str:
                         + [_cell(ratios.get(loss), None, 2) if isinstance(ratios, dict) else "-"])
         if base:
             rows.append([f"baseline ({base['name']})", "-", "-"] + [_cell(base[m]) for m in METRICS] + ["-"])
-        table = [header, *rows]
-        widths = [max(len(r[i]) for r in table) for i in range(len(header))]
-        lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
-                 for r in table]
-        lines.insert(1, "-" * len(lines[0]))
         title = f"{dataset}: F1 / precision / recall point-adjusted, pooled over series; mean ± std over seeds"
         if base:
             info = base["data"]
@@ -464,7 +459,7 @@ def format_table(results: dict) -> str:
             if info["dropped_repeats"]:
                 title += "; repeated timestamps, first row kept: " + ", ".join(
                     f"{name} {count}" for name, count in info["dropped_repeats"].items())
-        blocks.append(title + "\n" + "\n".join(lines))
+        blocks.append(title + "\n" + text_table([header, *rows]))
     return "\n\n".join(blocks)
 
 
@@ -477,10 +472,9 @@ def _plot_series(artefacts: dict, dataset: str) -> str | None:
 def write_plots(out_dir, results: dict, artefacts: dict) -> list[Path]:
     """``<dataset>_anomaly.png``: one scored series' test half with its labelled windows, then per loss
     (lowest seed) the normalised score, the threshold and the alarms."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from ..plots import _safe_name
+    from ..plots import safe_name, save_figure
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -511,10 +505,7 @@ def write_plots(out_dir, results: dict, artefacts: dict) -> list[Path]:
         axes[min(1, len(axes) - 1)].legend(loc="upper left", fontsize=7, ncol=3)
         axes[-1].set_xlabel("test point")
         axes[0].set_title(f"{dataset}: {name} (test half; labelled windows shaded)")
-        FigureCanvasAgg(fig)
-        path = out_dir / f"{_safe_name(dataset)}_anomaly.png"
-        fig.savefig(path, dpi=110)
-        written.append(path)
+        written.append(save_figure(fig, out_dir / f"{safe_name(dataset)}_anomaly.png", dpi=110))
     return written
 
 

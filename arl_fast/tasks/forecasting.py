@@ -17,13 +17,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.linear_model import Ridge
 from sklearn.model_selection import train_test_split
 
 from ..data import DATA_ENV, ForecastDataset, load_forecast_csv
-from . import summarize as summarize_runs
+from ..plots import safe_name, save_figure
+from . import summarize as summarize_runs, text_table
 
 TASK = "forecasting"
 DEFAULT_DATASET = "ETTh1"
@@ -219,20 +219,12 @@ def format_table(results: dict) -> str:
         seeds = per_loss[losses[0]]["n_seeds"]
         title = f"{dataset} ({results['lengths'][dataset]} training steps, {seeds} seed{'s' if seeds > 1 else ''}; " \
                 "MSE / MAE in the normalised scale)"
-        blocks.append(title + "\n" + _grid([header, *rows]))
+        blocks.append(title + "\n" + text_table([header, *rows]))
     return "\n\n".join(blocks)
 
 
 def _cell(mean, std, digits):
     return f"{mean:.{digits}f}" + (f" ±{std:.{digits}f}" if std else "")
-
-
-def _grid(table):
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
-             for row in table]
-    lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines)
 
 
 def write_plots(out_dir, results: dict, artefacts: dict) -> list[Path]:
@@ -253,13 +245,14 @@ def write_plots(out_dir, results: dict, artefacts: dict) -> list[Path]:
         ax.set(xscale="log", xlabel="horizon (steps)", ylabel="test MSE (normalised)",
                title=f"{dataset}: MSE per horizon")
         ax.legend()
-        written.append(_save(fig, out_dir / f"{_safe(dataset)}_mse.png"))
+        written.append(save_figure(fig, out_dir / f"{safe_name(dataset)}_mse.png", dpi=110))
         firsts = {}
         for key in sorted(artefacts, key=lambda k: k[2]):
             if key[0] == dataset and key[1] in per_loss:
                 firsts.setdefault(key[1], artefacts[key])
         if firsts:
-            written.append(_save(_forecast_figure(dataset, firsts), out_dir / f"{_safe(dataset)}_forecast.png"))
+            written.append(save_figure(_forecast_figure(dataset, firsts), out_dir / f"{safe_name(dataset)}_forecast.png",
+                                       dpi=110))
     return written
 
 
@@ -281,13 +274,3 @@ def _forecast_figure(dataset, firsts: dict) -> Figure:
                ylabel="normalised")
         ax.legend(fontsize=8, loc="upper right")
     return fig
-
-
-def _safe(name) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(name))
-
-
-def _save(fig, path) -> Path:
-    FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=110)
-    return Path(path)
