@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import platform
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -74,6 +75,7 @@ def main(argv=None) -> int:
     lines = [
         f"# Sliding encode of {Path(args.csv).name}: pruned vs plain windows",
         "",
+        f"command: python bench/sliding_encode.py {' '.join(sys.argv[1:] if argv is None else argv)}".rstrip(),
         f"CPU: {cpu_model()}; torch {torch.__version__}, {args.threads} thread(s)",
         f"series: {series.shape[1]} steps x {series.shape[2]} channels -> {series.shape[1]} windows of {WINDOW} steps "
         f"(causal, sliding_length 1, sliding_padding {PADDING}); encoder: TS2Vec's default (hidden 64, output 320, "
