@@ -5,11 +5,14 @@
     python bench/cpu_loss.py --lengths 1000,3000 --reference-up-to 0 --isa avx512,native   # cpp variants only
     python bench/cpu_loss.py --reference-up-to 0 --other-build ../old   # and another checkout's build, case by case
 
-Each case runs in a fresh subprocess, which reports the time of one forward + backward (the best of a few for
-short series) and the call's peak extra memory: the process's peak RSS during the call minus its RSS before it
-(inputs, libraries, a warm-up), with glibc returning large blocks on free, so temporaries and gradients count,
-not only what autograd saves.  Linux only (/proc).  The reference is
-skipped where its B x 2T x 2T matrices would not fit in this machine's memory.
+Each case runs in a fresh subprocess, which reports the call's peak extra memory and its time.  Memory: the
+process's peak RSS during the first full-size call minus its RSS before it (inputs, libraries, a small warm-up),
+with glibc told to map and unmap every block over 128 KiB, so that temporaries and gradients count, not only
+what autograd saves.  Time: the best of a few more calls (3 up to T = 3000, 2 above), after glibc is set as its
+own dynamic thresholds settle in a training loop (blocks up to 32 MiB reused from the heap, larger ones mapped
+per call), so that a call is timed as it runs at every step of training, not with every page faulted in afresh.
+Linux only (/proc, mallopt).  The reference is skipped where its B x 2T x 2T matrices would not fit in this
+machine's memory.
 
 The yardstick is the machine's own limit for the work: the three products the reference needs per level and
 term (``S = Z Z^T`` and the two gradient products), one ``torch.bmm`` each on random, denormal-free data, summed
@@ -21,6 +24,7 @@ matmul's in its dtype.  The header names the CPU model and the ISA variant of th
 """
 
 import argparse
+import ctypes
 import json
 import os
 import platform
@@ -97,8 +101,15 @@ def square_matmul_gflops(dtype, n=MATMUL_N, repeats=3):
     return 2 * n**3 / best / 1e9
 
 
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
+
+
+def _mallopt(param, value):
+    ctypes.CDLL(None).mallopt(ctypes.c_int(param), ctypes.c_int(value))
+
+
 def worker(backend, what, T, dtype_name):
-    """Run in a fresh process: time one forward + backward and the peak RSS growth it causes."""
+    """Run in a fresh process: the peak RSS growth of one forward + backward, then the best time of a few."""
     from arl_fast import hierarchical_contrastive_loss, resolution_loss
 
     dtype = getattr(torch, dtype_name)
@@ -112,14 +123,20 @@ def worker(backend, what, T, dtype_name):
         a.grad = b.grad = None
 
     step(z1[:, :64].detach().requires_grad_(), z2[:, :64].detach().requires_grad_())  # libraries, thread pools
+    _mallopt(M_MMAP_THRESHOLD, 1 << 17)  # every large block mapped and unmapped: freed memory leaves the RSS
+    _mallopt(M_TRIM_THRESHOLD, 1 << 17)
+    ctypes.CDLL(None).malloc_trim(0)  # and what the warm-up freed is returned before the baseline
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak RSS (VmHWM) to the current RSS
     baseline = _status_kib("VmRSS")
-    times = []
-    for _ in range(3 if T <= 1000 else 1):
+    step(z1, z2)
+    peak = _status_kib("VmHWM") - baseline
+    _mallopt(M_MMAP_THRESHOLD, 32 << 20)  # where glibc's dynamic thresholds end up in a loop of such calls
+    _mallopt(M_TRIM_THRESHOLD, 64 << 20)
+    times = []  # the first call grows the heap to the call's working set; the best is kept
+    for _ in range(3 if T <= 3000 else 2):
         start = time.perf_counter()
         step(z1, z2)
         times.append(time.perf_counter() - start)
-    peak = _status_kib("VmHWM") - baseline
     from arl_fast.backends import cpp
 
     print(json.dumps({"time_s": min(times), "peak_extra_MiB": peak / 1024, "isa": cpp.isa()}))
@@ -135,8 +152,7 @@ def _status_kib(field):
 def measure(backend, what, T, dtype, other_build=None):
     """One case in a fresh process; backend "cpp@VARIANT" runs the cpp kernels with ARL_FAST_ISA=VARIANT, and
     `other_build` (a checkout with its extension built in place) is imported instead of this one."""
-    # Large blocks mapped and unmapped one by one, so that freed memory leaves the RSS and the peak is the call's.
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(1 << 17)}
+    env = dict(os.environ)
     if other_build:
         env["PYTHONPATH"] = str(Path(other_build).resolve())
     backend, _, variant = backend.partition("@")

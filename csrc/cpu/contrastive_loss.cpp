@@ -15,11 +15,12 @@
 //
 // Backward: recompute each tile, A = softmax_I(S_IJ) + softmax_J(S_JI)^T - 2 [positives] from the saved row
 // statistics (entries below the normal range flushed to zero: BLAS runs many times slower on denormals),
-// dZ_I += w A Z_J and dZ_J += w A^T Z_I.  Pooled levels are pooled on the fly from z (window 2**level)
-// and their gradient goes to the first maximum of each window, as max_pool1d picks it.
+// dZ_I += w A Z_J and dZ_J += w A^T Z_I.  Levels are pooled on the fly, each from the level below (pairs), and
+// the gradients flow back down the same chain, coarsest level first, each pair's gradient to its first maximum
+// as max_pool1d routes it: every level reads only the level below, never all of z again.
 //
-// Memory beyond inputs and gradients: one pooled level and its gradient, two statistics per row, and one tile per
-// thread.
+// Memory beyond inputs and gradients: the pooled levels (at most B T C values per view, backward only) and two
+// levels' gradients, two statistics per row, and one tile per thread.
 
 // at::vec's kernels follow the CPU_CAPABILITY macros: set by setup.py per variant, from the compiler's target in a
 // -march build.
@@ -215,11 +216,18 @@ void for_each_tile(const Term<scalar_t, acc_t>& term, std::vector<Scratch<scalar
   }
 }
 
-// S (rows_i x rows_j, leading dimension kBlock, row-major) = Z_I Z_J^T.
+// S (rows_i x rows_j, leading dimension kBlock, row-major) = Z_I Z_J^T.  A tile of a block with itself is made
+// exactly symmetric (its lower triangle copied from the upper): BLAS kernels need not round S_ij and S_ji alike
+// (MKL's AMD kernels do not), and a row's statistics, its positive and the column softmax of the backward must all
+// see the same rounded logit, or a saturated row's loss and gradient inherit an ulp of logits in the thousands.
 template <typename scalar_t, typename acc_t>
 void similarity(const scalar_t* zi, int64_t rows_i, int64_t ld_i, const scalar_t* zj, int64_t rows_j, int64_t ld_j,
                 int64_t C, acc_t* S) {
   gemm(true, false, rows_j, rows_i, C, acc_t(1), zj, ld_j, zi, ld_i, acc_t(0), S, kBlock);
+  if (zi == zj) {
+    for (int64_t i = 1; i < rows_i; ++i)
+      for (int64_t j = 0; j < i; ++j) S[i * kBlock + j] = S[j * kBlock + i];
+  }
 }
 
 // Merge a partial (max, sum of exp(x - max)) into a row's running statistics.
@@ -455,11 +463,15 @@ void backward_term(const Term<scalar_t, acc_t>& term, RowStats<const acc_t> stat
   });
 }
 
+// Items per parallel chunk for loops that touch `per_item` values each: small levels run on one thread instead
+// of paying for a parallel region.
+inline int64_t grain(int64_t per_item) { return std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(1, per_item)); }
+
 // out (B, T >> level, C) = max of z over windows of 2**level along time (floor, as max_pool1d).
 template <typename scalar_t>
 void pool(const scalar_t* z, int64_t B, int64_t T, int64_t C, int64_t level, scalar_t* out) {
   const int64_t window = int64_t(1) << level, Tl = T >> level;
-  at::parallel_for(0, B * Tl, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, B * Tl, grain(window * C), [&](int64_t begin, int64_t end) {
     for (int64_t item = begin; item < end; ++item) {
       const int64_t b = item / Tl, t = item % Tl;
       const scalar_t* src = z + (b * T + t * window) * C;
@@ -472,12 +484,13 @@ void pool(const scalar_t* z, int64_t B, int64_t T, int64_t C, int64_t level, sca
 }
 
 // dz[b, t*, c] += grad[b, t, c], t* the first maximum of z[b, window t, c] (max_pool1d's choice), found as the
-// first row of the window equal to the pooled value.
+// first row of the window equal to the pooled value.  With level 1 this is one step down the pooling chain:
+// the first maximum of a window of 2**level is the first maximum of the half whose maximum came first.
 template <typename scalar_t, typename acc_t>
 void unpool_add(const scalar_t* z, const scalar_t* pooled, const acc_t* grad, int64_t B, int64_t T, int64_t C,
                 int64_t level, acc_t* dz) {
   const int64_t window = int64_t(1) << level, Tl = T >> level;
-  at::parallel_for(0, B * Tl, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, B * Tl, grain(window * C), [&](int64_t begin, int64_t end) {
     for (int64_t item = begin; item < end; ++item) {
       const int64_t first = (item / Tl) * T + (item % Tl) * window;
       const scalar_t* p = pooled + item * C;
@@ -503,6 +516,26 @@ void unpool_add(const scalar_t* z, const scalar_t* pooled, const acc_t* grad, in
       }
     }
   });
+}
+
+// The inputs of one level, (B, T_l, C) per view: z itself at level 0, else pooled.
+struct Pooled {
+  at::Tensor view1, view2;
+};
+
+// Level `level` pooled from z (window 2**level), or from the level below it (pairs): walking up the levels one at
+// a time, each pooling pass reads the level below, not z, so all levels together read about 2 B T C values.
+template <typename scalar_t>
+Pooled pool_level(const at::Tensor& z1, const at::Tensor& z2, const Pooled* below, int64_t level) {
+  if (level == 0) return {z1, z2};
+  const at::Tensor& src1 = below ? below->view1 : z1;
+  const at::Tensor& src2 = below ? below->view2 : z2;
+  const int64_t B = src1.size(0), T = src1.size(1), C = src1.size(2), window_level = below ? 1 : level;
+  Pooled out{at::empty({B, T >> window_level, C}, src1.options()),
+              at::empty({B, T >> window_level, C}, src1.options())};
+  pool(src1.data_ptr<scalar_t>(), B, T, C, window_level, out.view1.data_ptr<scalar_t>());
+  pool(src2.data_ptr<scalar_t>(), B, T, C, window_level, out.view2.data_ptr<scalar_t>());
+  return out;
 }
 
 template <typename scalar_t, typename acc_t>
@@ -576,18 +609,13 @@ std::tuple<at::Tensor, at::Tensor> forward_impl(const at::Tensor& z1, const at::
   at::Tensor losses = at::zeros({num_levels}, acc_options);
   at::Tensor stats = at::zeros({stats_size(B, T, first_level, num_levels)}, acc_options);
   auto scratch = make_scratch<scalar_t, acc_t>(C);
+  Pooled pooled;
   for (int64_t level = first_level; level < first_level + num_levels; ++level) {
     const int64_t Tl = T >> level;
     const LevelPlan p = plan(B, Tl, level, alpha, temporal_unit);
-    at::Tensor p1 = z1, p2 = z2;
-    if (level > 0 && (p.instance || p.temporal)) {
-      p1 = at::empty({B, Tl, C}, z1.options());
-      p2 = at::empty({B, Tl, C}, z1.options());
-      pool(z1.data_ptr<scalar_t>(), B, T, C, level, p1.data_ptr<scalar_t>());
-      pool(z2.data_ptr<scalar_t>(), B, T, C, level, p2.data_ptr<scalar_t>());
-    }
-    const scalar_t* v1 = p1.data_ptr<scalar_t>();
-    const scalar_t* v2 = p2.data_ptr<scalar_t>();
+    pooled = pool_level<scalar_t>(z1, z2, level == first_level ? nullptr : &pooled, level);
+    const scalar_t* v1 = pooled.view1.data_ptr<scalar_t>();
+    const scalar_t* v2 = pooled.view2.data_ptr<scalar_t>();
     acc_t* flat = stats.data_ptr<acc_t>();
     double loss = 0;
     if (p.temporal) {
@@ -603,6 +631,33 @@ std::tuple<at::Tensor, at::Tensor> forward_impl(const at::Tensor& z1, const at::
   return {losses, stats};
 }
 
+// Adds the level's terms' gradients (w = upstream gradient x term weight) to d1, d2, of the level's shape.
+template <typename scalar_t, typename acc_t>
+void backward_level(const Pooled& pooled, const at::Tensor& d1, const at::Tensor& d2, const acc_t* flat, double g,
+                    int64_t B, int64_t T, int64_t C, int64_t first_level, int64_t level, const LevelPlan& p,
+                    std::vector<Scratch<scalar_t, acc_t>>& scratch) {
+  const int64_t Tl = T >> level;
+  const scalar_t* v1 = pooled.view1.data_ptr<scalar_t>();
+  const scalar_t* v2 = pooled.view2.data_ptr<scalar_t>();
+  if (p.temporal) {
+    auto term = temporal_term<scalar_t, acc_t>(v1, v2, B, Tl, C);
+    term.grad1 = d1.data_ptr<acc_t>();
+    term.grad2 = d2.data_ptr<acc_t>();
+    backward_term(term, term_stats(flat, B, T, first_level, level, false), static_cast<acc_t>(g * p.temporal_weight),
+                  scratch);
+  }
+  if (p.instance) {
+    auto term = instance_term<scalar_t, acc_t>(v1, v2, B, Tl, C);
+    term.grad1 = d1.data_ptr<acc_t>();
+    term.grad2 = d2.data_ptr<acc_t>();
+    backward_term(term, term_stats(flat, B, T, first_level, level, true), static_cast<acc_t>(g * p.instance_weight),
+                  scratch);
+  }
+}
+
+// The levels' inputs are pooled up the chain once, then their gradients flow down it: from the coarsest level to
+// the first, each level's gradient is routed to the level below (one pair step) and that level's own terms are
+// added, so every step reads one level, never the whole of z again.
 template <typename scalar_t, typename acc_t>
 std::tuple<at::Tensor, at::Tensor> backward_impl(const at::Tensor& grad_losses, const at::Tensor& z1,
                                                  const at::Tensor& z2, const at::Tensor& stats, int64_t first_level,
@@ -610,45 +665,48 @@ std::tuple<at::Tensor, at::Tensor> backward_impl(const at::Tensor& grad_losses, 
   const int64_t B = z1.size(0), T = z1.size(1), C = z1.size(2);
   auto acc_options = z1.options().dtype(acc_dtype(z1.scalar_type()));
   at::Tensor grad = grad_losses.to(acc_dtype(z1.scalar_type())).contiguous();
-  at::Tensor dz1 = at::zeros({B, T, C}, acc_options), dz2 = at::zeros({B, T, C}, acc_options);
+  const acc_t* flat = stats.data_ptr<acc_t>();
   auto scratch = make_scratch<scalar_t, acc_t>(C);
-  for (int64_t level = first_level; level < first_level + num_levels; ++level) {
-    const int64_t Tl = T >> level;
+  std::vector<Pooled> pooled;  // pooled[k]: the inputs of level first_level + k
+  for (int64_t k = 0; k < num_levels; ++k)
+    pooled.push_back(pool_level<scalar_t>(z1, z2, k == 0 ? nullptr : &pooled[k - 1], first_level + k));
+  at::Tensor d1, d2;  // gradient of the level above the current one, undefined while it is zero
+  for (int64_t k = num_levels - 1; k >= 0; --k) {
+    const int64_t level = first_level + k, Tl = T >> level;
     const LevelPlan p = plan(B, Tl, level, alpha, temporal_unit);
-    const double g = static_cast<double>(grad.data_ptr<acc_t>()[level - first_level]);
-    if (g == 0 || !(p.instance || p.temporal)) continue;
-    at::Tensor p1 = z1, p2 = z2, d1 = dz1, d2 = dz2;
-    if (level > 0) {
-      p1 = at::empty({B, Tl, C}, z1.options());
-      p2 = at::empty({B, Tl, C}, z1.options());
-      pool(z1.data_ptr<scalar_t>(), B, T, C, level, p1.data_ptr<scalar_t>());
-      pool(z2.data_ptr<scalar_t>(), B, T, C, level, p2.data_ptr<scalar_t>());
-      d1 = at::zeros({B, Tl, C}, acc_options);
-      d2 = at::zeros({B, Tl, C}, acc_options);
+    const double g = static_cast<double>(grad.data_ptr<acc_t>()[k]);
+    const bool own = g != 0 && (p.instance || p.temporal);
+    if (!own && !d1.defined()) continue;
+    at::Tensor below1 = at::zeros({B, Tl, C}, acc_options), below2 = at::zeros({B, Tl, C}, acc_options);
+    // The level's own terms first, then the level above's gradient one pair step down: each added once to the
+    // other, not tile by tile onto a larger sum (which would round every tile's share at that sum's magnitude).
+    if (own) backward_level(pooled[k], below1, below2, flat, g, B, T, C, first_level, level, p, scratch);
+    if (d1.defined()) {
+      const Pooled& here = pooled[k];
+      const Pooled& above = pooled[k + 1];
+      unpool_add(here.view1.data_ptr<scalar_t>(), above.view1.data_ptr<scalar_t>(), d1.data_ptr<acc_t>(), B, Tl, C,
+                 1, below1.data_ptr<acc_t>());
+      unpool_add(here.view2.data_ptr<scalar_t>(), above.view2.data_ptr<scalar_t>(), d2.data_ptr<acc_t>(), B, Tl, C,
+                 1, below2.data_ptr<acc_t>());
     }
-    const scalar_t* v1 = p1.data_ptr<scalar_t>();
-    const scalar_t* v2 = p2.data_ptr<scalar_t>();
-    const acc_t* flat = stats.data_ptr<acc_t>();
-    if (p.temporal) {
-      auto term = temporal_term<scalar_t, acc_t>(v1, v2, B, Tl, C);
-      term.grad1 = d1.data_ptr<acc_t>();
-      term.grad2 = d2.data_ptr<acc_t>();
-      const auto w = static_cast<acc_t>(g * p.temporal_weight);
-      backward_term(term, term_stats(flat, B, T, first_level, level, false), w, scratch);
-    }
-    if (p.instance) {
-      auto term = instance_term<scalar_t, acc_t>(v1, v2, B, Tl, C);
-      term.grad1 = d1.data_ptr<acc_t>();
-      term.grad2 = d2.data_ptr<acc_t>();
-      const auto w = static_cast<acc_t>(g * p.instance_weight);
-      backward_term(term, term_stats(flat, B, T, first_level, level, true), w, scratch);
-    }
-    if (level > 0) {
-      unpool_add(z1.data_ptr<scalar_t>(), v1, d1.data_ptr<acc_t>(), B, T, C, level, dz1.data_ptr<acc_t>());
-      unpool_add(z2.data_ptr<scalar_t>(), v2, d2.data_ptr<acc_t>(), B, T, C, level, dz2.data_ptr<acc_t>());
-    }
+    d1 = below1;
+    d2 = below2;
+    if (k + 1 < num_levels) pooled[k + 1] = Pooled{};  // no longer needed
   }
-  return {dz1.to(z1.scalar_type()), dz2.to(z2.scalar_type())};
+  if (!d1.defined()) {
+    d1 = at::zeros({B, T >> first_level, C}, acc_options);
+    d2 = at::zeros({B, T >> first_level, C}, acc_options);
+  }
+  if (first_level > 0) {  // the first level's gradient, from its window of z to z
+    at::Tensor dz1 = at::zeros({B, T, C}, acc_options), dz2 = at::zeros({B, T, C}, acc_options);
+    unpool_add(z1.data_ptr<scalar_t>(), pooled[0].view1.data_ptr<scalar_t>(), d1.data_ptr<acc_t>(), B, T, C,
+               first_level, dz1.data_ptr<acc_t>());
+    unpool_add(z2.data_ptr<scalar_t>(), pooled[0].view2.data_ptr<scalar_t>(), d2.data_ptr<acc_t>(), B, T, C,
+               first_level, dz2.data_ptr<acc_t>());
+    d1 = dz1;
+    d2 = dz2;
+  }
+  return {d1.to(z1.scalar_type()), d2.to(z2.scalar_type())};
 }
 
 std::tuple<at::Tensor, at::Tensor> level_losses_cpu(const at::Tensor& z1, const at::Tensor& z2, int64_t first_level,
