@@ -17,10 +17,12 @@ machine's memory.
 The yardstick is the machine's own limit for the work: the three products the reference needs per level and
 term (``S = Z Z^T`` and the two gradient products), one ``torch.bmm`` each on random, denormal-free data, summed
 over the levels' shapes (row slabs of the largest ones, scaled).  ``time / yardstick`` <= 1 means the fused
-kernel computes the loss faster than a BLAS could multiply its matrices.  The machine's peak is measured in the
-same run: a large square ``torch.mm`` in float32 (and in bfloat16 where the CPU multiplies bf16 natively), before
-and after the cases, the better of the two kept; ``of_matmul`` is the row's GFLOP/s as a fraction of the square
-matmul's in its dtype.  The header names the CPU model and the ISA variant of the cpp kernels in use.
+kernel computes the loss faster than a BLAS could multiply its matrices.  The machine's peak is measured in
+every case's own process, right after its calls: a large square ``torch.mm`` in the case's dtype (best of 3);
+``of_matmul`` is the case's GFLOP/s over that, so that both sides of the ratio see the same machine at the same
+time (a shared virtual machine's speed drifts by 10-20% within minutes).  With ``--rounds N`` every case is run
+N times, the cases of one T interleaved round by round, and the table holds the medians (time, GFLOP/s,
+of_matmul; memory from the first round).  The header names the CPU model and the ISA variant in use.
 """
 
 import argparse
@@ -32,6 +34,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from statistics import median
 
 import torch
 
@@ -139,7 +142,10 @@ def worker(backend, what, T, dtype_name):
         times.append(time.perf_counter() - start)
     from arl_fast.backends import cpp
 
-    print(json.dumps({"time_s": min(times), "peak_extra_MiB": peak / 1024, "isa": cpp.isa()}))
+    isa = cpp.isa() if hasattr(cpp, "isa") else "single build"  # an older checkout's one -march build
+    native = dtype == torch.float32 or cpp.fast_bf16()  # the peak in bf16 only where the CPU multiplies bf16
+    print(json.dumps({"time_s": min(times), "peak_extra_MiB": peak / 1024, "isa": isa,
+                      "matmul_gflops": square_matmul_gflops(dtype) if native else None}))
 
 
 def _status_kib(field):
@@ -185,6 +191,8 @@ def main():
     parser.add_argument("--other-build", type=Path, default=None,
                         help="a checkout with its extension built in place: its cpp kernels are timed beside this "
                              "one's, case by case (backend 'cpp (other)')")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run every case this many times, interleaved, and report medians (a noisy machine)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "cpu_loss.md")
     parser.add_argument("--worker", nargs=4, metavar=("BACKEND", "WHAT", "T", "DTYPE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -198,39 +206,50 @@ def main():
     if "cpp" not in available_backends():
         sys.exit("the cpp backend is not built: pip install --no-build-isolation -e .")
     lengths = [int(t) for t in args.lengths.split(",")]
-    matmul_dtypes = ["float32"] + (["bfloat16"] if cpp.fast_bf16() else [])
-    peak = {d: square_matmul_gflops(getattr(torch, d)) for d in matmul_dtypes}
-    print(f"square matmul before the cases: {_peaks(peak)}", flush=True)
     variants = [f"cpp@{v}" for v in args.isa.split(",") if v]
     command = f"python bench/cpu_loss.py --lengths {args.lengths} --bf16-up-to {args.bf16_up_to}"
     command += "" if args.reference_up_to is None else f" --reference-up-to {args.reference_up_to}"
     command += f" --isa {args.isa}" if args.isa else ""
     command += f" --other-build {args.other_build}" if args.other_build else ""
+    command += f" --rounds {args.rounds}" if args.rounds > 1 else ""
     header = (f"CPU: {cpu_model()}, {torch.get_num_threads()} threads, torch {torch.__version__}, cpp kernels: "
               f"{cpp.isa()}; B={B}, C={C}, forward + backward; command: {command}")
     columns = ["what", "T", "backend", "dtype", "time_s", "peak_extra_MiB", "GFLOP/s", "of_matmul", "yardstick_s",
                "time/yardstick", "speedup_vs_reference", "memory_vs_reference", "bf16_speedup_vs_fp32"]
-    rows = []
+    rows, peaks = [], {}
     print(header, flush=True)
     for what in ["all levels", "level 0"]:
         for T in lengths:
             yard = yardstick_seconds(T, what)
-            flops = product_flops(T, what)
-            found = {}
+            done = 2 * product_flops(T, what)  # symmetric tiles: two products' worth (the reference: three)
             with_reference = reference_fits(T) and (args.reference_up_to is None or T <= args.reference_up_to)
             cases = [("reference", "float32")] if with_reference else []
             cases += [("cpp", "float32")] + ([("cpp", "bfloat16")] if T <= args.bf16_up_to else [])
             cases += [(variant, "float32") for variant in variants]
             cases += [("cpp (other)", "float32")] if args.other_build else []
+            runs = {case: [] for case in cases}
+            for _ in range(args.rounds):
+                for backend, dtype in cases:
+                    other = backend == "cpp (other)"
+                    result = measure("cpp" if other else backend, what, T, dtype,
+                                     args.other_build if other else None)
+                    flops = (1.5 if backend == "reference" else 1) * done
+                    result["GFLOP/s"] = flops / result["time_s"] / 1e9
+                    if result["matmul_gflops"]:
+                        result["of_matmul"] = result["GFLOP/s"] / result["matmul_gflops"]
+                        peaks.setdefault(dtype, []).append(result["matmul_gflops"])
+                    runs[backend, dtype].append(result)
+            found = {case: {key: median([r[key] for r in results]) for key in ("time_s", "GFLOP/s", "of_matmul")
+                            if key in results[0]}
+                     | {"peak_extra_MiB": results[0]["peak_extra_MiB"], "isa": results[0]["isa"]}
+                     for case, results in runs.items()}
             for backend, dtype in cases:
-                other = backend == "cpp (other)"
-                result = measure("cpp" if other else backend, what, T, dtype, args.other_build if other else None)
-                found[backend, dtype] = result
-                done = (3 if backend == "reference" else 2) * flops  # symmetric tiles: two products' worth
-                label = f"cpp ({args.other_build}, {result['isa']})" if other else backend
+                result = found[backend, dtype]
+                label = f"cpp ({args.other_build}, {result['isa']})" if backend == "cpp (other)" else backend
                 row = {"what": what, "T": T, "backend": label, "dtype": dtype, "time_s": result["time_s"],
-                       "peak_extra_MiB": result["peak_extra_MiB"], "GFLOP/s": done / result["time_s"] / 1e9,
-                       "yardstick_s": yard, "time/yardstick": result["time_s"] / yard}
+                       "peak_extra_MiB": result["peak_extra_MiB"], "GFLOP/s": result["GFLOP/s"],
+                       "of_matmul": result.get("of_matmul", ""), "yardstick_s": yard,
+                       "time/yardstick": result["time_s"] / yard}
                 ref = found.get(("reference", "float32"))
                 if backend.startswith("cpp") and ref:
                     row["speedup_vs_reference"] = ref["time_s"] / result["time_s"]
@@ -239,19 +258,19 @@ def main():
                     row["bf16_speedup_vs_fp32"] = found["cpp", "float32"]["time_s"] / result["time_s"]
                 rows.append(row)
                 print("  ".join(_fmt(row.get(k, "")) for k in columns), flush=True)
-    after = {d: square_matmul_gflops(getattr(torch, d)) for d in matmul_dtypes}
-    print(f"square matmul after the cases: {_peaks(after)}", flush=True)
-    peak = {d: max(peak[d], after[d]) for d in matmul_dtypes}
-    for row in rows:
-        if row["dtype"] in peak:
-            row["of_matmul"] = row["GFLOP/s"] / peak[row["dtype"]]
-    header += (f"\n\nSquare {MATMUL_N}x{MATMUL_N} torch.mm, best before/after the cases: {_peaks(peak)}; "
-               "of_matmul = GFLOP/s / that peak in the row's dtype")
+    peak = {d: median(v) for d, v in peaks.items()}
+    header += (f"\n\nSquare {MATMUL_N}x{MATMUL_N} torch.mm in each case's process after its calls, median over the "
+               f"cases: {_peaks(peak)} (range {_ranges(peaks)}); of_matmul = the case's GFLOP/s / its own process's "
+               f"square matmul in the case's dtype" + (f"; medians of {args.rounds} rounds" if args.rounds > 1 else ""))
     table = "\n".join([f"| {' | '.join(columns)} |", "|" + "---|" * len(columns)]
                       + [f"| {' | '.join(_fmt(row.get(k, '')) for k in columns)} |" for row in rows])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(f"{header}\n\n{table}\n")
-    print(f"\n{table}\nwritten to {args.out}")
+    print(f"\n{header}\n\n{table}\nwritten to {args.out}")
+
+
+def _ranges(peaks):
+    return ", ".join(f"{d} {min(v):.1f}-{max(v):.1f}" for d, v in peaks.items())
 
 
 def _peaks(peak):

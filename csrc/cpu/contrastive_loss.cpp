@@ -465,7 +465,9 @@ void backward_term(const Term<scalar_t, acc_t>& term, RowStats<const acc_t> stat
 
 // Items per parallel chunk for loops that touch `per_item` values each: small levels run on one thread instead
 // of paying for a parallel region.
-inline int64_t grain(int64_t per_item) { return std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(1, per_item)); }
+inline int64_t grain(int64_t per_item) {
+  return std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(1, per_item));
+}
 
 // out (B, T >> level, C) = max of z over windows of 2**level along time (floor, as max_pool1d).
 template <typename scalar_t>
@@ -531,8 +533,8 @@ Pooled pool_level(const at::Tensor& z1, const at::Tensor& z2, const Pooled* belo
   const at::Tensor& src1 = below ? below->view1 : z1;
   const at::Tensor& src2 = below ? below->view2 : z2;
   const int64_t B = src1.size(0), T = src1.size(1), C = src1.size(2), window_level = below ? 1 : level;
-  Pooled out{at::empty({B, T >> window_level, C}, src1.options()),
-              at::empty({B, T >> window_level, C}, src1.options())};
+  const auto shape = {B, T >> window_level, C};
+  Pooled out{at::empty(shape, src1.options()), at::empty(shape, src1.options())};
   pool(src1.data_ptr<scalar_t>(), B, T, C, window_level, out.view1.data_ptr<scalar_t>());
   pool(src2.data_ptr<scalar_t>(), B, T, C, window_level, out.view2.data_ptr<scalar_t>());
   return out;
