@@ -641,25 +641,19 @@ void backward_level(const Pooled& pooled, const at::Tensor& d1, const at::Tensor
   const int64_t Tl = T >> level;
   const scalar_t* v1 = pooled.view1.data_ptr<scalar_t>();
   const scalar_t* v2 = pooled.view2.data_ptr<scalar_t>();
-  if (p.temporal) {
-    auto term = temporal_term<scalar_t, acc_t>(v1, v2, B, Tl, C);
+  const auto add_term = [&](Term<scalar_t, acc_t> term, bool instance, double weight) {
     term.grad1 = d1.data_ptr<acc_t>();
     term.grad2 = d2.data_ptr<acc_t>();
-    backward_term(term, term_stats(flat, B, T, first_level, level, false), static_cast<acc_t>(g * p.temporal_weight),
+    backward_term(term, term_stats(flat, B, T, first_level, level, instance), static_cast<acc_t>(g * weight),
                   scratch);
-  }
-  if (p.instance) {
-    auto term = instance_term<scalar_t, acc_t>(v1, v2, B, Tl, C);
-    term.grad1 = d1.data_ptr<acc_t>();
-    term.grad2 = d2.data_ptr<acc_t>();
-    backward_term(term, term_stats(flat, B, T, first_level, level, true), static_cast<acc_t>(g * p.instance_weight),
-                  scratch);
-  }
+  };
+  if (p.temporal) add_term(temporal_term<scalar_t, acc_t>(v1, v2, B, Tl, C), false, p.temporal_weight);
+  if (p.instance) add_term(instance_term<scalar_t, acc_t>(v1, v2, B, Tl, C), true, p.instance_weight);
 }
 
 // The levels' inputs are pooled up the chain once, then their gradients flow down it: from the coarsest level to
-// the first, each level's gradient is routed to the level below (one pair step) and that level's own terms are
-// added, so every step reads one level, never the whole of z again.
+// the first, a level's gradient is its own terms' plus the level above's routed one pair step down, so every step
+// reads one level, never the whole of z again.
 template <typename scalar_t, typename acc_t>
 std::tuple<at::Tensor, at::Tensor> backward_impl(const at::Tensor& grad_losses, const at::Tensor& z1,
                                                  const at::Tensor& z2, const at::Tensor& stats, int64_t first_level,
