@@ -39,7 +39,6 @@ import math
 import os
 import platform
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -96,18 +95,6 @@ def run_path(out, setting, dataset, variant, seed) -> Path:
     return Path(out) / "runs" / setting / dataset / variant.replace("@", "_at_") / f"seed_{seed}.json"
 
 
-def cpu_model() -> str:
-    """The CPU's model name as lscpu gives it, else platform.processor()."""
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        for line in text.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return platform.processor() or platform.machine()
-
-
 def write_atomically(path: Path, data: dict) -> None:
     """Write JSON to a temporary file beside ``path`` and rename it, so no half-written run file exists."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -134,6 +121,7 @@ def train_one(data, setting, dataset, variant, seed, config, threads, backend_re
 
     from arl_fast import TS2Vec
     from arl_fast.tasks.classification import classification_accuracy
+    from cpu_loss import cpu_model
 
     device = torch.device("cpu")
     model = TS2Vec(

@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import fcntl
 import json
-import platform
-import subprocess
 import sys
 import time
 from contextlib import contextmanager
@@ -28,6 +26,8 @@ import torch
 
 from arl_fast import TS2Vec
 from arl_fast.tasks import anomaly
+
+from cpu_loss import cpu_model
 
 LOCK = "/tmp/arl_bench.lock"
 _lock = [LOCK]  # the lock file in use (--lock)
@@ -44,16 +44,6 @@ def bench_lock():
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def cpu_model() -> str:
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-            if line.startswith("Model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def model(args, loss, seed, backend):

@@ -12,8 +12,6 @@ yardstick, the encoder's GFLOP/s on one plain forward pass of a batch of windows
 from __future__ import annotations
 
 import argparse
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,17 +23,9 @@ from arl_fast import TS2Vec
 from arl_fast.data import load_forecast_csv
 from arl_fast.encoding import PrunedPlan
 
+from cpu_loss import cpu_model
+
 WINDOW, PADDING = 201, 200
-
-
-def cpu_model() -> str:
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines():
-            if line.startswith("Model name"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def timed(fn):

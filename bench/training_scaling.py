@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import socket
 import sys
 import time
@@ -24,18 +23,9 @@ from arl_fast import TS2Vec
 from arl_fast.data import load_uea
 from arl_fast.tasks.classification import classification_accuracy
 
+from cpu_loss import cpu_model
+
 DATASET = "ACSF1"
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def epoch_times(epochs: int) -> list[float]:
