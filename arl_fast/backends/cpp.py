@@ -16,10 +16,12 @@ avx2 | avx512 | native`` caps the choice (it can only lower it); ``isa()`` names
 variant is ever imported in a process: each registers the same ops.
 
 When no variant is built (no compiler at install time) the backend reports why and ``"auto"`` uses the
-reference; with ``ARL_FAST_REQUIRE_EXT=1`` a missing extension is an error at import instead.
+reference, with a warning that says so; with ``ARL_FAST_REQUIRE_EXT=1`` a missing extension is an error at import
+instead.  ``arl-fast info`` shows the variant loaded, or why none is.
 """
 
 import importlib
+import importlib.util
 import os
 
 import torch
@@ -54,21 +56,38 @@ def runnable_variants():
     return sorted(allowed, key=VARIANTS.index, reverse=True)
 
 
+def built_variants():
+    """The variants whose modules are installed, lowest first, whether this CPU runs them or not."""
+    return [v for v in VARIANTS if importlib.util.find_spec(module_name(v)) is not None]
+
+
 def _load():
     """Imports the best runnable variant; returns (variant, "") or ("", why none could be loaded)."""
     try:
         candidates = runnable_variants()
     except ValueError as error:
-        return "", str(error)
-    missing = []
+        return "", f"{error}; unset it or give one of those"
+    failures = {}  # why -> the modules that failed so
     for variant in candidates:
+        name = module_name(variant)
         try:
-            importlib.import_module(module_name(variant))  # importing it registers the ops
+            importlib.import_module(name)  # importing it registers the ops
         except ImportError as error:
-            missing.append(f"{module_name(variant)} ({error})")
+            why = "not built" if isinstance(error, ModuleNotFoundError) and error.name == name else str(error)
+            failures.setdefault(why, []).append(name)
             continue
         return variant, ""
-    return "", ("no C++ extension of arl_fast this CPU runs is built (tried " + "; ".join(missing) + "); "
+    excluded = [v for v in built_variants() if v not in candidates]
+    if excluded:
+        limits = " and ".join(f"{var}={os.environ[var]}" for var in (ISA_ENV_VAR, "ATEN_CPU_CAPABILITY")
+                              if var in os.environ)
+        if limits:
+            return "", (f"the C++ extension is built only in variants that {limits} rules out "
+                        f"({', '.join(excluded)}): unset it")
+        return "", (f"the C++ extension is built only in variants this CPU cannot run ({', '.join(excluded)}); "
+                    "reinstall to build the others: pip install --no-build-isolation -e .")
+    tried = "; ".join(f"{', '.join(names)}: {why}" for why, names in failures.items())
+    return "", (f"no C++ extension of arl_fast that this CPU runs can be loaded ({tried}); "
                 "reinstall with a C++ compiler: pip install --no-build-isolation -e .")
 
 
@@ -92,6 +111,11 @@ def is_available(device):
 def isa():
     """The variant of the kernels in use ("default", "avx2", "avx512" or "native"); "" when none is loaded."""
     return _ISA
+
+
+def variant(device):
+    """The variant of the kernels that runs on ``device`` (the one loaded, on CPU); "" where none can run."""
+    return "" if unavailable_reason(device) else _ISA
 
 
 def fast_bf16():

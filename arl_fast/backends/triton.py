@@ -35,8 +35,8 @@ import torch
 try:
     import triton
     import triton.language as tl
-except ImportError:  # Triton ships for Linux only
-    triton = None
+except ImportError as error:  # Triton ships for Linux only
+    triton, _IMPORT_ERROR = None, error
 
 _TEMPORAL, _INSTANCE = 0, 1
 _BASE_EVERY = 4  # every 4th level is materialised; the 3 above it pool from it on the fly
@@ -280,7 +280,7 @@ def unavailable_reason(device):
     """Why the Triton backend cannot run on ``device`` in this process, or "" when it can."""
     device = torch.device(device)
     if triton is None:
-        return "Triton is not installed (it ships for Linux: pip install triton)"
+        return f"Triton cannot be imported ({_IMPORT_ERROR}); it ships for Linux: pip install triton"
     if device.type == "cpu":
         if _interpreted():
             return ""
@@ -301,6 +301,20 @@ def unavailable_reason(device):
 def is_available(device):
     """Whether the Triton kernels can run on ``device`` in this process."""
     return not unavailable_reason(device)
+
+
+def variant(device):
+    """What the kernels are built for on ``device``: "interpreter" (Triton's, on CPU tensors), the GPU's target
+    ("sm_90", or the AMD architecture's name); "" where they cannot run."""
+    device = torch.device(device)
+    if unavailable_reason(device):
+        return ""
+    if device.type == "cpu":
+        return "interpreter"
+    if torch.version.hip is not None:
+        return torch.cuda.get_device_properties(device).gcnArchName
+    major, minor = torch.cuda.get_device_capability(device)
+    return f"sm_{major}{minor}"
 
 
 def _require_runnable(device):
