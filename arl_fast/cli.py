@@ -1,4 +1,5 @@
-"""The ``arl-fast`` command: ``compare`` prints the paper's Table 1 for any dataset, ``train`` runs one model."""
+"""The ``arl-fast`` command: ``compare`` prints the paper's Table 1 for any dataset, ``train`` runs one model,
+``info`` says what this install can run."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from .adaptive import variant_options
-from .backends import resolve_backend
+from .backends import backend_names, kernel_variant, resolve_backend
 from .data import load_uea
+from .info import format_report, header, report
 from .plots import write_compare_plots
 from .tasks import anomaly, classification, forecasting
 from .tasks.classification import format_table, summarize, totals  # noqa: F401  (Table 1, as before)
@@ -100,7 +102,9 @@ def _add_training_options(parser):
                         help="train N iterations (default: 200, or 600 for more than 100,000 values, as TS2Vec)")
     run = parser.add_argument_group("run")
     run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to train (auto)")
-    run.add_argument("--backend", default="auto", help="loss backend: auto, reference, triton (auto: the fastest for the device)")
+    run.add_argument("--backend", default="auto", metavar="NAME",
+                     help=f"loss backend: auto (the fastest that runs on the device), {', '.join(backend_names())}; "
+                          "'arl-fast info' shows which run here (auto)")
     run.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
                      help="fp32, or mixed precision: bf16 (CPU or CUDA) or fp16 (CUDA only); weights stay fp32 (fp32)")
     run.add_argument("--threads", type=_positive_int, metavar="N",
@@ -118,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
                "  arl-fast compare                                  # ACSF1 for 5 epochs, both losses, 1 seed\n"
                "  arl-fast compare --dataset Cricket --data-dir ../shared/data/UEA --seeds 5 --device cuda\n"
                "  arl-fast train --dataset ACSF1 --loss adaptive --out acsf1.pt --checkpoint-every 1\n"
-               "  torchrun --nproc-per-node 2 -m arl_fast train --dataset ACSF1 --threads 1 --out acsf1.pt\n\n"
+               "  torchrun --nproc-per-node 2 -m arl_fast train --dataset ACSF1 --threads 1 --out acsf1.pt\n"
+               "  arl-fast info                                     # what this install runs, and why not\n\n"
                "run 'arl-fast COMMAND --help' for a command's options.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -169,6 +174,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="continue training this checkpoint (default: the --out file) up to the --epochs/--iters "
                             "total, with the model and training options saved in it")
     _add_training_options(train)
+
+    info = commands.add_parser(
+        "info", help="say what this install can run: versions, hardware, every backend and why one cannot run",
+        description="Print the package, torch and Triton versions, the CPU and GPUs, for every loss backend on "
+                    "every device type here whether it runs (and its kernel variant) or why not, and what "
+                    "--backend auto picks per device: short text to paste into a bug report.",
+    )
+    info.add_argument("--json", action="store_true", help="print the same as JSON, for scripts")
     return parser
 
 
@@ -210,6 +223,8 @@ def compare(args, device: torch.device) -> int:
         args.epochs = DEMO_EPOCHS
     datasets = list(dict.fromkeys(args.dataset or [task.DEFAULT_DATASET]))
     backend = resolve_backend(args.backend, device)
+    variant = kernel_variant(backend, device)
+    print(header(device, args.backend), flush=True)
     out_dir = Path(args.out) if args.out else _default_run_dir()
 
     runs, histories, artefacts, lengths, baselines = [], {}, {}, {}, {}
@@ -232,7 +247,7 @@ def compare(args, device: torch.device) -> int:
                 runs.append({
                     "dataset": dataset, "length": lengths[dataset], "loss": loss, "seed": seed,
                     "train_time_s": train_time, **metrics, "epochs": model.n_epochs,
-                    "iters": model.n_iters, "device": device.type, "backend": backend,
+                    "iters": model.n_iters, "device": device.type, "backend": backend, "kernel_variant": variant,
                 })
                 history = {"log": model.loss_log}
                 if hasattr(model.loss, "history"):
@@ -311,6 +326,8 @@ def train(args, device: torch.device) -> int:
 
 def _train(args, device: torch.device, rank: int) -> int:
     resolve_backend(args.backend, device)
+    if rank == 0:
+        print(header(device, args.backend), flush=True)
     if args.resume == "" and not args.out:
         raise ValueError("--resume without a FILE continues the --out checkpoint: give --out FILE or --resume FILE")
     path = Path(args.out or args.resume or _default_run_dir() / "model.pt")
@@ -338,6 +355,10 @@ def _train(args, device: torch.device, rank: int) -> int:
 def main(argv=None) -> int:
     """Entry point of ``arl-fast``; returns the exit status."""
     args = build_parser().parse_args(argv)
+    if args.command == "info":
+        found = report()
+        print(json.dumps(found, indent=2) if args.json else format_report(found))
+        return 0
     threads = torch.get_num_threads()
     try:
         device = _device(args.device)

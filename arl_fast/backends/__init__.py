@@ -18,8 +18,8 @@ import torch
 # reference, variant)
 _BACKEND_MODULES = {
     "reference": "arl_fast.backends.reference",
-    "triton": "arl_fast.backends.triton",
     "cpp": "arl_fast.backends.cpp",
+    "triton": "arl_fast.backends.triton",
 }
 # "auto" tries these in order, per device type, then the reference; other device types have only the reference.
 _FAST = {"cuda": ("triton",), "cpu": ("cpp",)}
