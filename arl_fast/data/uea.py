@@ -50,6 +50,16 @@ def to_ts2vec(X) -> np.ndarray:
     return out
 
 
+def data_roots(data_dir=None) -> list[Path]:
+    """The folders a dataset is looked for in by name, in order: ``data_dir`` when given, then the folder
+    ``$ARL_FAST_DATA`` names when set.  Every loader starts from these (classification adds aeon's folders,
+    forecasting the current one)."""
+    roots = [Path(data_dir).expanduser()] if data_dir is not None else []
+    if os.environ.get(DATA_ENV):
+        roots.append(Path(os.environ[DATA_ENV]).expanduser())
+    return roots
+
+
 def _aeon_bundled_dir() -> Path:
     import aeon.datasets
 
@@ -130,10 +140,7 @@ def load_uea(name: str, data_dir=None, download: bool = True) -> UEADataset:
         raise TypeError(f"name must be a dataset name such as 'BasicMotions', got {name!r}")
     if not name or os.sep in name or name in (".", ".."):
         raise ValueError(f"name must be a dataset name such as 'BasicMotions', got {name!r}")
-    roots = [Path(data_dir).expanduser()] if data_dir is not None else []
-    if os.environ.get(DATA_ENV):
-        roots.append(Path(os.environ[DATA_ENV]).expanduser())
-    roots += [_aeon_bundled_dir(), _aeon_cache_dir()]
+    roots = data_roots(data_dir) + [_aeon_bundled_dir(), _aeon_cache_dir()]
     found = _find(name, roots)
     if found is None:
         looked = ", ".join(str(r / name) for r in roots)

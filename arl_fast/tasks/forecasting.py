@@ -21,7 +21,8 @@ from matplotlib.figure import Figure
 from sklearn.linear_model import Ridge
 from sklearn.model_selection import train_test_split
 
-from ..data import DATA_ENV, ForecastDataset, load_forecast_csv
+from ..data import ForecastDataset, load_forecast_csv
+from ..data.uea import data_roots
 from ..plots import safe_name, save_figure
 from . import summarize as summarize_runs, text_table
 
@@ -65,10 +66,7 @@ def find_csv(dataset: str, data_dir=None) -> Path:
         if not path.is_file():
             raise FileNotFoundError(f"forecasting dataset {dataset}: no such file")
         return path
-    roots = [Path(data_dir).expanduser()] if data_dir is not None else []
-    if os.environ.get(DATA_ENV):
-        roots.append(Path(os.environ[DATA_ENV]).expanduser())
-    roots.append(Path("."))
+    roots = data_roots(data_dir) + [Path(".")]
     for root in roots:
         for candidate in (root / f"{dataset}.csv", root / dataset / f"{dataset}.csv"):
             if candidate.is_file():
