@@ -50,6 +50,15 @@ def check_mask(mask) -> str:
     return mask
 
 
+def multiscale_count(length: int) -> int:
+    """How many windows ``"multiscale"`` pools a length-``length`` series with: window ``p`` (p = 0, 1, ...) spans
+    ``2**(p + 1) + 1`` steps (``2**p`` either side) and is taken while ``2**p + 1 < length``."""
+    count = 0
+    while (1 << count) + 1 < length:
+        count += 1
+    return count
+
+
 def pool(out: torch.Tensor, encoding_window) -> torch.Tensor:
     """Apply TS2Vec's pooling to representations ``out`` (B, T, K); "full_series" is done by the caller."""
     if encoding_window is None or encoding_window == "full_series":
@@ -57,10 +66,8 @@ def pool(out: torch.Tensor, encoding_window) -> torch.Tensor:
     length = out.size(1)
     channels_first = out.transpose(1, 2)
     if encoding_window == "multiscale":
-        scales, p = [], 0
-        while (1 << p) + 1 < length:
-            scales.append(F.max_pool1d(channels_first, (1 << (p + 1)) + 1, stride=1, padding=1 << p))
-            p += 1
+        scales = [F.max_pool1d(channels_first, (1 << (p + 1)) + 1, stride=1, padding=1 << p)
+                  for p in range(multiscale_count(length))]
         if not scales:
             raise ValueError(f"encoding_window='multiscale' needs windows or series of at least 3 steps, got {length}")
         return torch.cat(scales, dim=1).transpose(1, 2)
@@ -71,10 +78,7 @@ def pool(out: torch.Tensor, encoding_window) -> torch.Tensor:
 def pool_support(encoding_window, length: int) -> int:
     """How far (in steps, either side) the pooling of one output reaches into the representations."""
     if encoding_window == "multiscale":
-        p = 0
-        while (1 << (p + 1)) + 1 < length:
-            p += 1
-        return 1 << p
+        return 1 << max(multiscale_count(length) - 1, 0)
     if isinstance(encoding_window, int):
         return encoding_window // 2
     return 0
