@@ -60,10 +60,9 @@ def _gpus():
 
 def _auto(device):
     """What "auto" runs on ``device``, honouring ARL_FAST_BACKEND, without the fallback warning."""
-    override = _override()
-    if override:
+    if _override():
         try:
-            name = resolve_backend(override, device)
+            name = resolve_backend("auto", device)  # the override's backend, or its error naming ARL_FAST_BACKEND
         except ValueError as error:
             return {"backend": None, "error": str(error)}
         return {"backend": name, "variant": kernel_variant(name, device), "set_by": ENV_VAR}

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from arl_fast import cli
-from arl_fast.backends import resolve_backend
+from arl_fast.backends import backend_names, kernel_variant, resolve_backend
 from arl_fast.cli import DEFAULT_LOSSES, available_losses, format_table, main, summarize, totals
 from arl_fast.ts2vec import TS2Vec
 
@@ -36,9 +36,10 @@ def test_compare_end_to_end(tmp_path, capsys):
     assert len(results["runs"]) == 2 * len(losses)
     for run in results["runs"]:
         assert set(run) >= {"dataset", "length", "loss", "seed", "train_time_s", "accuracy", "epochs", "device",
-                            "backend"}
+                            "backend", "kernel_variant"}
         assert (run["dataset"], run["length"], run["device"], run["backend"]) == ("BasicMotions", 100, "cpu",
                                                                                   resolve_backend("auto", "cpu"))
+        assert run["kernel_variant"] == kernel_variant(run["backend"], "cpu") != ""
         assert run["loss"] in losses and run["seed"] in (0, 1)
         assert run["train_time_s"] > 0 and 0 <= run["accuracy"] <= 1
         assert run["epochs"] == 1 and run["iters"] == 6  # 40 series, batch 8: 5 iterations an epoch
@@ -54,6 +55,8 @@ def test_compare_end_to_end(tmp_path, capsys):
     assert (out / "BasicMotions_resolutions.png").is_file()
 
     printed = capsys.readouterr().out
+    backend = results["runs"][0]["backend"]
+    assert printed.splitlines()[0].endswith(f"loss backend on cpu: {backend} ({kernel_variant(backend, 'cpu')})")
     assert "Dataset" in printed and "Length" in printed and "Total" in printed
     assert all(loss in printed for loss in losses)
     assert printed.count("BasicMotions") >= 1
@@ -104,8 +107,9 @@ def test_summary_and_table_with_both_losses():
 
 def test_train_saves_a_resumable_model(tmp_path, capsys):
     path = tmp_path / "model.pt"
-    assert main(["train", "--iters", "5", "--out", str(path), *TINY]) == 0
-    assert "accuracy" in capsys.readouterr().out
+    assert main(["train", "--iters", "5", "--out", str(path), "--backend", "reference", *TINY]) == 0
+    printed = capsys.readouterr().out
+    assert printed.splitlines()[0].endswith("loss backend on cpu: reference (pytorch)") and "accuracy" in printed
     model = TS2Vec.from_checkpoint(path, device="cpu")
     assert (model.n_iters, model.n_epochs, model.output_dims) == (5, 1, 8)
     assert main(["train", "--resume", str(path), "--iters", "10", "--out", str(path), *TINY]) == 0
@@ -138,4 +142,8 @@ def test_help(capsys):
         main(["--help"])
     assert exit_.value.code == 0
     text = capsys.readouterr().out
-    assert "compare" in text and "train" in text and "examples" in text
+    assert "compare" in text and "train" in text and "info" in text and "examples" in text
+    with pytest.raises(SystemExit):
+        main(["compare", "--help"])
+    assert f"auto (the fastest that runs on the device), {', '.join(backend_names())};" in " ".join(
+        capsys.readouterr().out.split())
