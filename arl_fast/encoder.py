@@ -27,9 +27,16 @@ class SamePadConv(nn.Module):
         # An even receptive field pads one step too many on the right.
         self.remove = 1 if receptive_field % 2 == 0 else 0
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv(x)
-        return out[:, :, : out.size(2) - self.remove]
+    def forward(self, x: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """The convolution of ``x`` (B, C_in, T) at outputs ``[start, stop)``, (B, C_out, stop - start)."""
+        if start == 0 and stop is None:
+            out = self.conv(x)
+            return out[:, :, : out.size(2) - self.remove]
+        layer = self.conv
+        (k,), (dilation,), (left,) = layer.kernel_size, layer.dilation, layer.padding
+        stop = x.size(2) if stop is None else stop
+        padded = F.pad(x, (left, (k - 1) * dilation - left))
+        return F.conv1d(padded[:, :, start : stop + (k - 1) * dilation], layer.weight, layer.bias, dilation=dilation)
 
 
 class ConvBlock(nn.Module):
@@ -42,11 +49,16 @@ class ConvBlock(nn.Module):
         needs_projection = in_channels != out_channels or final
         self.projector = nn.Conv1d(in_channels, out_channels, 1) if needs_projection else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        residual = x if self.projector is None else self.projector(x)
-        x = self.conv1(F.gelu(x))
-        x = self.conv2(F.gelu(x))
-        return x + residual
+    def forward(self, x: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """The block on ``x`` (B, C, T) at outputs ``[start, stop)`` only (its second convolution and the
+        residual are computed there alone)."""
+        stop = x.size(2) if stop is None else stop
+        residual = x[:, :, start:stop]
+        if self.projector is not None:  # a matmul: torch's 1x1 convolution takes a slow path on one thread
+            residual = F.linear(residual.transpose(1, 2), self.projector.weight[:, :, 0], self.projector.bias)
+            residual = residual.transpose(1, 2)
+        h = self.conv1(F.gelu(x))
+        return self.conv2(F.gelu(h), start, stop) + residual
 
 
 class DilatedConvEncoder(nn.Sequential):
@@ -108,17 +120,30 @@ class TSEncoder(nn.Module):
         x: torch.Tensor,
         mask: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        keep: tuple[int, int] | None = None,
     ) -> torch.Tensor:
+        """Representations (B, T, output_dims), or only those of timestamps ``keep = (start, stop)``, which
+        spares the last block's second convolution everywhere else (training keeps the two views' overlap)."""
         if x.dim() != 3 or x.size(-1) != self.input_dims:
             raise ValueError(
                 f"x must have shape (batch, time, {self.input_dims}), got {tuple(x.shape)}"
             )
+        length = x.size(1)
+        start, stop = (0, length) if keep is None else keep
+        if not 0 <= start < stop <= length:
+            raise ValueError(f"keep must be (start, stop) with 0 <= start < stop <= {length}, got {keep!r}")
         observed = ~x.isnan().any(dim=-1)
         x = self.input_fc(x.masked_fill(~observed.unsqueeze(-1), 0.0))
-        keep = observed if mask is None else observed & mask
-        x = x.masked_fill(~keep.unsqueeze(-1), 0.0)
-        x = self.feature_extractor(x.transpose(1, 2)).transpose(1, 2)
+        kept = observed if mask is None else observed & mask
+        x = x.masked_fill(~kept.unsqueeze(-1), 0.0)
+        *lower, last = self.feature_extractor
+        x = x.transpose(1, 2)
+        for block in lower:
+            x = block(x)
+        x = last(x, start, stop).transpose(1, 2)
         if self.training and self.dropout > 0:
-            drop = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            # Drawn for every timestamp whatever is kept, so the random stream does not depend on ``keep``.
+            shape = (x.size(0), length, x.size(2))
+            drop = torch.rand(shape, generator=generator, device=x.device, dtype=x.dtype)[:, start:stop]
             x = x * (drop >= self.dropout).to(x.dtype) / (1.0 - self.dropout)
         return x

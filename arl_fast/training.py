@@ -113,14 +113,18 @@ def binomial_mask(batch_size, length, generator, device, p=0.5) -> torch.Tensor:
 
 
 class TwoViews(nn.Module):
-    """Both views through one encoder in a single forward, so DistributedDataParallel sees one forward per backward."""
+    """Both views through one encoder in a single forward, so DistributedDataParallel sees one forward per backward;
+    each view's representations only over the views' overlap, the last ``overlap`` steps of view 1 and the first
+    of view 2 (all the loss reads: the encoder spares its last convolution elsewhere)."""
 
     def __init__(self, encoder: nn.Module):
         super().__init__()
         self.encoder = encoder
 
-    def forward(self, view1, mask1, view2, mask2, generator):
-        return self.encoder(view1, mask1, generator), self.encoder(view2, mask2, generator)
+    def forward(self, view1, mask1, view2, mask2, generator, overlap):
+        length = view1.size(1)
+        return (self.encoder(view1, mask1, generator, keep=(length - overlap, length)),
+                self.encoder(view2, mask2, generator, keep=(0, overlap)))
 
 
 # ---------------------------------------------------------------------------- precision
@@ -352,9 +356,9 @@ def _train_step(model, net, x):
     mask1 = binomial_mask(*view1.shape[:2], model._generator, x.device)
     mask2 = binomial_mask(*view2.shape[:2], model._generator, x.device)
     with _autocast(x.device, model.precision):
-        z1, z2 = net(view1, mask1, view2, mask2, model._generator)
+        z1, z2 = net(view1, mask1, view2, mask2, model._generator, crop.crop_l)
     # Outside autocast: the loss backends get the encoder's dtype and choose their own accumulation.
-    return model._compute_loss(z1[:, -crop.crop_l :], z2[:, : crop.crop_l])
+    return model._compute_loss(z1, z2)
 
 
 def _backward_and_step(model, loss):

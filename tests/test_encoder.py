@@ -87,3 +87,48 @@ def test_bad_arguments():
         TSEncoder(3, dropout=1.0)
     with pytest.raises(ValueError, match=r"\(batch, time, 3\)"):
         small_encoder()(torch.randn(2, 10, 4))
+
+
+def _full_then_slice(net, x, mask, keep, generator_seed):
+    return net(x, mask, torch.Generator().manual_seed(generator_seed))[:, keep[0] : keep[1]]
+
+
+@pytest.mark.parametrize("kernel_size", [1, 2, 3, 4])
+@pytest.mark.parametrize("keep", [(0, 37), (5, 37), (0, 1), (36, 37), (10, 20)])
+def test_kept_outputs_equal_the_full_outputs_there(kernel_size, keep):
+    """``keep`` computes the last block only where asked: the same values and parameter gradients (float64) as
+    the full forward sliced, in training mode (dropout drawn over every timestamp) and with a mask."""
+    torch.manual_seed(0)
+    net = TSEncoder(3, output_dims=6, hidden_dims=5, depth=3, kernel_size=kernel_size).double().train()
+    x = torch.randn(2, 37, 3, dtype=torch.float64)
+    mask = torch.rand(2, 37) < 0.7
+    target = torch.randn(2, keep[1] - keep[0], 6, dtype=torch.float64)
+    results = []
+    for pruned in (False, True):
+        net.zero_grad()
+        if pruned:
+            out = net(x, mask, torch.Generator().manual_seed(3), keep=keep)
+        else:
+            out = _full_then_slice(net, x, mask, keep, 3)
+        (out * target).sum().backward()
+        results.append((out.detach(), [p.grad.clone() for p in net.parameters()]))
+    (full, full_grads), (kept, kept_grads) = results
+    assert kept.shape == (2, keep[1] - keep[0], 6)
+    torch.testing.assert_close(kept, full, rtol=1e-12, atol=1e-12)
+    for a, b in zip(kept_grads, full_grads):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_kept_outputs_float32_default_encoder():
+    """The default architecture (dilations up to 1024, the 1x1 projector) at float32 rounding."""
+    torch.manual_seed(0)
+    net = TSEncoder(2).eval()
+    x = torch.randn(2, 1500, 2)
+    torch.testing.assert_close(net(x, keep=(400, 1500)), net(x)[:, 400:], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(net(x, keep=(0, 900)), net(x)[:, :900], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("keep", [(3, 3), (-1, 4), (0, 11), (5, 2)])
+def test_bad_keep_is_refused(keep):
+    with pytest.raises(ValueError, match="keep"):
+        small_encoder()(torch.randn(2, 10, 3), keep=keep)
