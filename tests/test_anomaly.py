@@ -3,6 +3,7 @@ preprocessing, and end to end on synthetic series with injected spikes and level
 
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -124,33 +125,32 @@ def test_detect_thresholds_on_the_training_half():
 # ---------------------------------------------------------------------------- ADF test and preprocessing
 
 
-def test_mackinnon_p_at_the_critical_values():
-    # MacKinnon's critical values for the test with a constant: 1%, 5%, 10%
-    assert A.mackinnon_p(-3.43) == pytest.approx(0.01, abs=0.002)
-    assert A.mackinnon_p(-2.86) == pytest.approx(0.05, abs=0.003)
-    assert A.mackinnon_p(-2.57) == pytest.approx(0.10, abs=0.005)
-    assert A.mackinnon_p(-1.61) == pytest.approx(A.mackinnon_p(-1.6100001), abs=1e-3)  # the two pieces meet
-    assert A.mackinnon_p(5.0) == 1.0 and A.mackinnon_p(-30.0) == 0.0
+def test_adf_pvalue_is_statsmodels():
+    from statsmodels.tsa.stattools import adfuller
 
-
-def test_adf_statistic_equals_a_direct_regression():
     rng = np.random.default_rng(1)
-    x = np.cumsum(rng.normal(size=300)) * 7.0 + 100.0
-    stat, _ = A.adf_test(x, maxlag=0)
-    dx = np.diff(x)
-    design = np.column_stack([x[:-1], np.ones(len(dx))])
-    beta, ssr, _, _ = np.linalg.lstsq(design, dx, rcond=None)
-    se = math.sqrt(ssr[0] / (len(dx) - 2) * np.linalg.inv(design.T @ design)[0, 0])
-    assert stat == pytest.approx(beta[0] / se, rel=1e-8)
-    # a fixed lag: AIC over 0..2 lags picks one, and the statistic is that lag's direct regression
-    stat2, _ = A.adf_test(x, maxlag=2)
-    direct = []
-    for lag in range(3):
-        lagged = [dx[lag - j:len(dx) - j] for j in range(1, lag + 1)]
-        d = np.column_stack([x[lag:-1], *lagged, np.ones(len(dx) - lag)])
-        b, r, _, _ = np.linalg.lstsq(d, dx[lag:], rcond=None)
-        direct.append(b[0] / math.sqrt(r[0] / (len(d) - d.shape[1]) * np.linalg.inv(d.T @ d)[0, 0]))
-    assert min(abs(stat2 - s) for s in direct) < 1e-8
+    walk, noise = np.cumsum(rng.normal(size=300)) * 7.0 + 100.0, rng.normal(size=300)
+    for x in (walk, noise):
+        assert A.adf_pvalue(x, 1) == adfuller(x, 1, result_object=True).pvalue
+        assert A.adf_pvalue(x) == adfuller(x, result_object=True).pvalue  # lags by AIC
+    assert A.adf_pvalue(walk) > 0.05 > A.adf_pvalue(noise)
+
+
+def test_adf_pvalue_is_nan_where_statsmodels_refuses_the_input():
+    assert math.isnan(A.adf_pvalue(np.ones(100)))  # constant
+    assert math.isnan(A.adf_pvalue(np.array([1.0, 3.0, 2.0])))  # too short for one lag
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the rank-deficient regression's warning is silenced, its p-value used
+        assert 0.0 <= A.adf_pvalue(np.tile([0.0, 1.0], 50)) <= 1.0
+
+
+@pytest.mark.parametrize("p_one, p_default, stationary", [
+    (0.01, 0.01, True), (0.01, 0.2, False), (0.2, 0.01, False), (0.2, 0.2, False),
+    (math.nan, math.nan, True), (math.nan, 0.01, True), (math.nan, 0.2, False), (0.01, math.nan, True),
+])
+def test_stationary_when_both_tests_reject_or_are_undefined(monkeypatch, p_one, p_default, stationary):
+    monkeypatch.setattr(A, "adf_pvalue", lambda x, maxlag=None: {1: p_one, None: p_default}[maxlag])
+    assert A.is_stationary(np.zeros(10)) is stationary
 
 
 def test_stationarity_decisions():
@@ -158,7 +158,15 @@ def test_stationarity_decisions():
     assert A.is_stationary(rng.normal(size=1000))
     assert not A.is_stationary(np.cumsum(rng.normal(size=1000)))
     assert A.is_stationary(np.ones(100))  # undefined test: counted as stationary
-    assert all(math.isnan(v) for v in A.adf_test(np.ones(100)))
+    assert A.is_stationary(np.array([1.0, 3.0, 2.0]))
+
+
+def test_a_constant_difference_stops_the_differencing():
+    values = np.arange(200.0)  # a ramp: a unit root by the default lags; its difference is constant, refused
+    labels = np.zeros(200, np.int8)
+    labels[150] = 1
+    s = A.prepare(anomaly_dataset([values], [labels])).series[0]
+    assert s.differences == 1 and (s.train == 0).all()
 
 
 def test_prepare_differences_a_random_walk_and_keeps_the_test_half():
@@ -215,6 +223,18 @@ def synthetic(n=4, length=1200, seed=0, strength=1.0):
 
 def tiny_model(seed=0):
     return TS2Vec(1, output_dims=16, hidden_dims=16, depth=3, seed=seed, max_train_length=3000, device="cpu")
+
+
+def test_representation_scores_are_the_distance_of_two_causal_encodes(one_thread):
+    model = tiny_model()
+    model.fit(A.train_series(A.prepare(synthetic(n=2, length=600))), n_iters=3, progress=False)
+    values = np.random.default_rng(5).normal(size=300).astype(np.float32)
+    x = values.reshape(1, -1, 1)
+    options = dict(causal=True, sliding_length=1, sliding_padding=A.SLIDING_PADDING, prune=False)
+    seen, masked = model.encode(x, mask="all_true", **options)[0], model.encode(x, mask="mask_last", **options)[0]
+    expected = np.abs(seen - masked).sum(axis=1)
+    np.testing.assert_allclose(A.representation_scores(model, values, batch_size=64), expected, rtol=1e-4,
+                               atol=1e-5 * expected.max())
 
 
 def test_end_to_end_finds_spikes_and_level_shifts(one_thread):

@@ -20,11 +20,10 @@ Per series (TS2Vec's ``tasks/anomaly_detection.py`` and its Yahoo / KPI preproce
    points labelled 0), a labelled segment counts as found, all of it, when an alarm lies in its first
    ``delay + 1`` points, and as missed otherwise.  F1, precision and recall pool the points of all series.
 
-Where this differs from the original, on inputs where the original fails or is undefined: the ADF test is
-this module's own (statsmodels' ``adfuller`` with ``autolag="AIC"``, MacKinnon's p-values, re-implemented in
-numpy); a constant stretch (the test is then undefined) counts as stationary and at most
-``MAX_DIFFERENCES`` differences are taken; a constant training half is not divided by its zero standard
-deviation; the threshold is computed over the finite normalised scores (a zero trailing mean gives inf or
+The ADF test is statsmodels' ``adfuller``, as in the original.  Where this differs from the original, on inputs
+where the original fails or is undefined: a stretch the test refuses (constant, or too short for its lags)
+counts as stationary and at most ``MAX_DIFFERENCES`` differences are taken; a constant training half is not
+divided by its zero standard deviation; the threshold is computed over the finite normalised scores (a zero trailing mean gives inf or
 NaN); an alarm in the first ``delay`` test points is also dropped when one precedes it (the original never
 drops those).
 
@@ -36,12 +35,16 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from statsmodels.tools.sm_exceptions import SingularMatrixWarning
+from statsmodels.tsa.stattools import adfuller
 
 from ..data.nab import AnomalyDataset, load_nab
+from ..encoding import encode_pair
 from . import summarize as summarize_runs, text_table
 
 TASK = "anomaly"
@@ -59,81 +62,25 @@ BASELINE = "abs_diff"
 
 # ---------------------------------------------------------------------------- stationarity (ADF test)
 
-# MacKinnon (1994) response surface for the ADF test with a constant, one variable (as statsmodels uses).
-_TAU_MAX, _TAU_MIN, _TAU_STAR = 2.74, -18.83, -1.61
-_TAU_SMALL_P = (2.1659, 1.4412, 0.038269)
-_TAU_LARGE_P = (1.7339, 0.93202, -0.12745, -0.010368)
 
-
-def mackinnon_p(stat: float) -> float:
-    """Approximate p-value of an ADF statistic (constant, no trend)."""
-    if stat > _TAU_MAX:
-        return 1.0
-    if stat < _TAU_MIN:
-        return 0.0
-    coefs = _TAU_SMALL_P if stat <= _TAU_STAR else _TAU_LARGE_P
-    z = sum(c * stat**k for k, c in enumerate(coefs))
-    return 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
-
-
-def _adf_regressions(x, dx, maxlag, start):
-    """Gram matrix and moments of the ADF regressors for rows ``start..``: columns are the level, the
-    ``maxlag`` lagged differences and the constant, so each lag's regression is a sub-block."""
-    n = len(dx) - start
-    columns = [x[start : start + n]] + [dx[start - j : start - j + n] for j in range(1, maxlag + 1)]
-    design = np.column_stack(columns + [np.ones(n)])
-    target = dx[start:]
-    return design.T @ design, design.T @ target, float(target @ target), n
-
-
-def _ols(gram, moment, yy, columns):
-    """Coefficients, residual sum of squares and the inverse Gram block of the regression on ``columns``;
-    None when that block is singular."""
-    block = gram[np.ix_(columns, columns)]
-    if np.linalg.cond(block) > 1e12:
-        return None
-    inverse = np.linalg.inv(block)
-    beta = inverse @ moment[columns]
-    ssr = yy - beta @ moment[columns]
-    return (beta, ssr, inverse) if ssr > 1e-12 * yy else None
-
-
-def adf_test(x, maxlag: int | None = None) -> tuple[float, float]:
-    """Augmented Dickey-Fuller test with a constant, the lag chosen by AIC up to ``maxlag`` (statsmodels'
-    ``adfuller(x, maxlag)``); returns (statistic, p-value), NaN for both when a regression is singular."""
-    x = np.asarray(x, np.float64)
-    spread = x.std()
-    if len(x) < 8 or not spread > 0:
-        return math.nan, math.nan
-    x = (x - x.mean()) / spread  # the statistic is invariant to it; the regressions are better conditioned
-    if maxlag is None:
-        maxlag = int(math.ceil(12.0 * (len(x) / 100.0) ** 0.25))
-    maxlag = max(0, min(len(x) // 2 - 2, maxlag))
-    dx = np.diff(x)
-    const = maxlag + 1
-    gram, moment, yy, n = _adf_regressions(x, dx, maxlag, maxlag)  # one sample for every lag: AICs compare
-    best = None
-    for lag in range(maxlag + 1):
-        fit = _ols(gram, moment, yy, list(range(lag + 1)) + [const])
-        if fit is None:
-            return math.nan, math.nan
-        aic = n * math.log(fit[1] / n) + 2 * (lag + 2)
-        if best is None or aic < best[0]:
-            best = (aic, lag)
-    lag = best[1]
-    gram, moment, yy, n = _adf_regressions(x, dx, lag, lag)
-    fit = _ols(gram, moment, yy, list(range(lag + 2)))
-    if fit is None:
-        return math.nan, math.nan
-    beta, ssr, inverse = fit
-    stat = float(beta[0] / math.sqrt(ssr / (n - lag - 2) * inverse[0, 0]))
-    return stat, mackinnon_p(stat)
+def adf_pvalue(x, maxlag: int | None = None) -> float:
+    """p-value of statsmodels' augmented Dickey-Fuller test with a constant, the lag chosen by AIC up to
+    ``maxlag`` (``adfuller(x, maxlag)``, as the original calls it); NaN where the test is undefined, i.e. where
+    statsmodels refuses the input: a constant series, or one too short for the lags.  The warnings of a
+    rank-deficient regression (a series of few distinct values: a singular design, the log of a zero residual)
+    are silenced: its p-value is used as the original uses it."""
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+        warnings.simplefilter("ignore", SingularMatrixWarning)
+        try:
+            return float(adfuller(np.asarray(x, np.float64), maxlag, result_object=True).pvalue)
+        except ValueError:
+            return math.nan
 
 
 def is_stationary(x) -> bool:
     """TS2Vec's rule: the ADF test rejects a unit root at 5% both with 1 lag and with the default lags.
-    An undefined test (a constant stretch) counts as stationary: differencing cannot help it."""
-    p_one, p_default = adf_test(x, 1)[1], adf_test(x)[1]
+    An undefined test (a constant stretch, or too few points) counts as stationary: differencing cannot help."""
+    p_one, p_default = adf_pvalue(x, 1), adf_pvalue(x)
     return not (p_one > 0.05 or p_default > 0.05)  # NaN compares False, as in the original loop
 
 
@@ -339,12 +286,12 @@ def score_all(scores: dict, data: AnomalyData, delay: int) -> tuple[dict, list[S
 
 
 def representation_scores(model, values: np.ndarray, batch_size: int = ENCODE_BATCH) -> np.ndarray:
-    """Step 3: L1 distance between the masked-last and the unmasked causal sliding representations."""
+    """Step 3: L1 distance between the masked-last and the unmasked causal sliding representations, both from
+    one pruned encode that computes once what the two passes share (:func:`arl_fast.encoding.encode_pair`)."""
     x = np.asarray(values, np.float32).reshape(1, -1, 1)
-    options = dict(causal=True, sliding_length=1, sliding_padding=SLIDING_PADDING, batch_size=batch_size)
-    masked = model.encode(x, mask="mask_last", **options)[0]
-    seen = model.encode(x, mask="all_true", **options)[0]
-    return np.abs(seen - masked).sum(axis=1)
+    masked, seen = encode_pair(model._averaged, x, masks=("mask_last", "all_true"), causal=True, sliding_length=1,
+                               sliding_padding=SLIDING_PADDING, batch_size=batch_size, device=model.device)
+    return np.abs(seen[0] - masked[0]).sum(axis=1)
 
 
 def baseline_scores(s: PreparedSeries) -> np.ndarray:
