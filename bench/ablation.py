@@ -120,8 +120,9 @@ def train_one(data, setting, dataset, variant, seed, config, threads, backend_re
     import torch
 
     from arl_fast import TS2Vec
+    from arl_fast.backends import kernel_variant
+    from arl_fast.info import cpu_model
     from arl_fast.tasks.classification import classification_accuracy
-    from cpu_loss import cpu_model
 
     device = torch.device("cpu")
     model = TS2Vec(
@@ -142,6 +143,7 @@ def train_one(data, setting, dataset, variant, seed, config, threads, backend_re
         "accuracy": float(accuracy), "train_time_s": train_time,
         "epochs": model.n_epochs, "iters": model.n_iters, "length": int(data.X_train.shape[1]),
         "config": config, "backend": config["backend"], "backend_requested": backend_requested,
+        "kernel_variant": kernel_variant(config["backend"], device),
         "cpu": cpu_model(), "torch_threads": threads, "load_average_1min": [load_before, load_after],
         "cores": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
         "command": shlex.join(sys.argv), "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -191,8 +193,10 @@ def run_study(args) -> None:
     import torch
 
     from arl_fast.backends import resolve_backend
+    from arl_fast.info import header
 
     backend = resolve_backend(args.backend, torch.device("cpu"))  # "auto": the fastest CPU backend built here
+    print(header("cpu", args.backend), flush=True)
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
     override = {"n_epochs": args.epochs} if args.epochs else {"n_iters": args.iters} if args.iters else None
     plan_all = plan(args.settings, args.only, args.variants, args.seeds)

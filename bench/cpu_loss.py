@@ -29,7 +29,6 @@ import argparse
 import ctypes
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -45,13 +44,11 @@ MATMUL_N = 4096  # side of the square matmul that measures the machine's peak
 
 
 def cpu_model():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    """The CPU's model name, for the scripts that import it from here (``arl_fast.info.cpu_model``; imported when
+    called, so that a ``--worker`` run with an older checkout's package on PYTHONPATH does not need it)."""
+    from arl_fast.info import cpu_model as model
+
+    return model()
 
 
 def term_shapes(T, what):
@@ -201,7 +198,7 @@ def main():
         return worker(backend, what, int(T), dtype)
 
     from arl_fast import available_backends
-    from arl_fast.backends import cpp
+    from arl_fast.info import header as arl_fast_header
 
     if "cpp" not in available_backends():
         sys.exit("the cpp backend is not built: pip install --no-build-isolation -e .")
@@ -212,8 +209,7 @@ def main():
     command += f" --isa {args.isa}" if args.isa else ""
     command += f" --other-build {args.other_build}" if args.other_build else ""
     command += f" --rounds {args.rounds}" if args.rounds > 1 else ""
-    header = (f"CPU: {cpu_model()}, {torch.get_num_threads()} threads, torch {torch.__version__}, cpp kernels: "
-              f"{cpp.isa()}; B={B}, C={C}, forward + backward; command: {command}")
+    header = f"{arl_fast_header('cpu')}; B={B}, C={C}, forward + backward; command: {command}"
     columns = ["what", "T", "backend", "dtype", "time_s", "peak_extra_MiB", "GFLOP/s", "of_matmul", "yardstick_s",
                "time/yardstick", "speedup_vs_reference", "memory_vs_reference", "bf16_speedup_vs_fp32"]
     rows, peaks = [], {}

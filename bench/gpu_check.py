@@ -26,6 +26,7 @@ import torch
 from arl_fast import num_levels, resolution_loss, resolution_losses
 from arl_fast.backends import reference
 from arl_fast.backends import triton as triton_loss
+from arl_fast.info import header
 
 B, C = 8, 320
 LENGTHS = [500, 1000, 3000, 8000, 17984]
@@ -257,6 +258,7 @@ def main():
     started = time.perf_counter()
     import triton
 
+    say(header("cuda"))
     say(f"{name}, compute capability {'.'.join(map(str, torch.cuda.get_device_capability()))}, "
         f"{torch.cuda.get_device_properties(0).total_memory / 2**30:.0f} GiB; torch {torch.__version__}, "
         f"CUDA {torch.version.cuda}, triton {triton.__version__}, Python {platform.python_version()}")

@@ -11,6 +11,7 @@ import time
 import torch
 
 from arl_fast import num_levels, resolution_loss, resolution_losses
+from arl_fast.info import header
 
 
 def timed(options, repeats):
@@ -63,6 +64,7 @@ def main():
     }
     results = timed(options, args.repeats)
     base = results["hierarchical fwd+bwd"]
+    print(header("cpu", "reference"))
     print(f"B={args.batch} T={args.length} C={args.channels} levels={n} threads={torch.get_num_threads()}")
     for name, seconds in results.items():
         print(f"{name:34s} {seconds:8.3f} s  {seconds / base:6.1%}")

@@ -19,6 +19,7 @@ import torch
 
 from arl_fast import AdaptiveResolutionLoss, ResolutionSelector, resolution_losses
 from arl_fast.data import load_uea
+from arl_fast.info import header
 from arl_fast.ts2vec import TS2Vec
 
 OPTIONS = [(1, 1.0), (2, 1.0), (4, 1.0), (1, 0.25), (2, 0.25)]  # (probe_every, probe_fraction)
@@ -89,6 +90,7 @@ def main():
     data = load_uea(args.dataset)
     loss = RecordingLoss(seed=args.seed, probe_every=4)
     model = TS2Vec(data.X_train.shape[2], loss=loss, seed=args.seed, max_train_length=3000)
+    print(header(model.device))
     start = time.perf_counter()
     model.fit(data.X_train, n_epochs=args.epochs, progress=False)
     print(f"{args.dataset}: {args.epochs} epochs, {len(loss.records)} steps, {time.perf_counter() - start:.0f} s "

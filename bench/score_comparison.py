@@ -15,6 +15,7 @@ import time
 import numpy as np
 
 from arl_fast import AdaptiveResolutionLoss, TS2Vec, load_uea
+from arl_fast.info import header
 from arl_fast.tasks.classification import classification_accuracy
 
 
@@ -31,7 +32,8 @@ def main():
     parser.add_argument("--epochs", type=int, default=20)
     args = parser.parse_args()
     data = load_uea(args.dataset, args.data_dir)
-    print(f"{args.dataset}: {args.seeds} seeds, {args.epochs} epochs, repr 16, depth 2, reference backend, logreg")
+    print(header("cpu"))
+    print(f"{args.dataset}: {args.seeds} seeds, {args.epochs} epochs, repr 16, depth 2, logreg")
     print(f"{'score':<11}{'time (s)':>9}{'acc.':>7}{'TV from uniform':>17}  resolutions trained (seed 0)")
     for score in ("difference", "relative"):
         times, accuracies, distances, trained = [], [], [], None

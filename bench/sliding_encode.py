@@ -22,8 +22,7 @@ import torch
 from arl_fast import TS2Vec
 from arl_fast.data import load_forecast_csv
 from arl_fast.encoding import PrunedPlan
-
-from cpu_loss import cpu_model
+from arl_fast.info import header
 
 WINDOW, PADDING = 201, 200
 
@@ -66,7 +65,7 @@ def main(argv=None) -> int:
         f"# Sliding encode of {Path(args.csv).name}: pruned vs plain windows",
         "",
         f"command: python bench/sliding_encode.py {' '.join(sys.argv[1:] if argv is None else argv)}".rstrip(),
-        f"CPU: {cpu_model()}; torch {torch.__version__}, {args.threads} thread(s)",
+        header("cpu"),
         f"series: {series.shape[1]} steps x {series.shape[2]} channels -> {series.shape[1]} windows of {WINDOW} steps "
         f"(causal, sliding_length 1, sliding_padding {PADDING}); encoder: TS2Vec's default (hidden 64, output 320, "
         "depth 10, kernel 3)",

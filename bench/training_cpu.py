@@ -22,9 +22,6 @@ from pathlib import Path
 from statistics import median
 
 import numpy as np
-import torch
-
-from cpu_loss import cpu_model
 
 
 def worker(backend, dataset, loss, iters, seed, features_path):
@@ -83,7 +80,7 @@ def main():
         return worker(backend, dataset, loss, int(iters), int(seed), path)
 
     from arl_fast import load_uea
-    from arl_fast.backends import cpp
+    from arl_fast.info import header as arl_fast_header
 
     data = load_uea(args.dataset)
     backends = args.backends.split(",") + (["cpp (other)"] if args.other_build else [])
@@ -91,9 +88,8 @@ def main():
                f"--seed {args.seed} --backends {args.backends}")
     command += f" --other-build {args.other_build}" if args.other_build else ""
     command += f" --rounds {args.rounds}" if args.rounds > 1 else ""
-    header = (f"CPU: {cpu_model()}, {torch.get_num_threads()} threads, torch {torch.__version__}, cpp kernels: "
-              f"{cpp.isa()}; {args.dataset}, TS2Vec defaults, {args.loss} loss, {args.iters} iterations, seed "
-              f"{args.seed}, SVM, each run in a fresh process; command: {command}")
+    header = (f"{arl_fast_header('cpu')}; {args.dataset}, TS2Vec defaults, {args.loss} loss, {args.iters} "
+              f"iterations, seed {args.seed}, SVM, each run in a fresh process; command: {command}")
     print(header, flush=True)
     runs = {backend: [] for backend in backends}
     for _ in range(args.rounds):

@@ -23,7 +23,7 @@ from arl_fast import TS2Vec
 from arl_fast.data import load_uea
 from arl_fast.tasks.classification import classification_accuracy
 
-from cpu_loss import cpu_model
+from arl_fast.info import cpu_model, header
 
 DATASET = "ACSF1"
 
@@ -71,7 +71,8 @@ def ddp(epochs: int) -> dict:
     os.unlink(out)
     steady = [sum(single[1:]) / (epochs - 1), sum(two[2:]) / (2 * epochs - 2)]
     return {"measure": "epoch time, 2 ranks x 1 thread vs 1 process x 1 thread", "dataset": DATASET,
-            "cpu": cpu_model(), "epochs": [epochs, 2 * epochs], "one_process_s": single, "two_ranks_s": two,
+            "cpu": cpu_model(), "header": header("cpu"), "epochs": [epochs, 2 * epochs], "one_process_s": single,
+            "two_ranks_s": two,
             "steady_one_process_s": steady[0], "steady_two_ranks_s": steady[1], "ratio": steady[1] / steady[0],
             "load_average_1min": os.getloadavg()[0]}
 
@@ -88,7 +89,8 @@ def precision(seeds: int, epochs: int) -> list[dict]:
             seconds = time.perf_counter() - start
             train, test = (model.encode(x, "full_series") for x in (data.X_train, data.X_test))
             accuracy = classification_accuracy(train, data.y_train, test, data.y_test, "svm")
-            row = {"measure": "precision", "dataset": DATASET, "cpu": cpu_model(), "threads": 1, "epochs": epochs,
+            row = {"measure": "precision", "dataset": DATASET, "cpu": cpu_model(), "header": header("cpu"),
+                   "threads": 1, "epochs": epochs,
                    "seed": seed, "precision": name, "train_time_s": seconds, "accuracy": accuracy,
                    "final_loss": model.loss_log[-1]["loss"]}
             print(json.dumps(row), flush=True)

@@ -57,7 +57,8 @@ def test_info_json_matches_the_registry(capsys):
     assert main(["info", "--json"]) == 0
     found = json.loads(capsys.readouterr().out)
     devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
-    assert [(e["device"], e["backend"]) for e in found["backends"]] == [(d, n) for d in devices for n in backend_names()]
+    expected = [(device, name) for device in devices for name in backend_names()]
+    assert [(entry["device"], entry["backend"]) for entry in found["backends"]] == expected
     for entry in found["backends"]:
         reason = unavailable_reason(entry["backend"], entry["device"])
         assert entry["runs"] == (not reason) and entry["reason"] == (reason or None)
