@@ -43,8 +43,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cpu_loss import cpu_model  # noqa: E402
 
 SHAPES = {  # name: (batch, series length, channels, max_train_length)
     "etth1": (2, 8640, 14, 3000),
@@ -235,9 +233,13 @@ def main():
             parser.error(f"--shapes: unknown shape {name!r}; known: {', '.join(SHAPES)}")
     if args.other_build is not None and not (args.other_build / "arl_fast").is_dir():
         parser.error(f"--other-build {args.other_build} holds no arl_fast package")
+    from arl_fast.info import cpu_model, header  # here: the workers may import another checkout's arl_fast
+
     builds = [("this", None)] + ([(f"other ({args.other_build})", args.other_build)] if args.other_build else [])
     lines = [
         f"# Step profile: python bench/{Path(__file__).name} {' '.join(sys.argv[1:])}",
+        "",
+        header("cpu", "auto"),
         "",
         f"CPU: {cpu_model()} ({platform.machine()}), torch {torch.__version__}, {args.threads} thread(s); "
         f"{args.steps} steps after {args.warmup} warm-up, mean per step"
