@@ -326,8 +326,6 @@ def train(args, device: torch.device) -> int:
 
 def _train(args, device: torch.device, rank: int) -> int:
     resolve_backend(args.backend, device)
-    if rank == 0:
-        print(header(device, args.backend), flush=True)
     if args.resume == "" and not args.out:
         raise ValueError("--resume without a FILE continues the --out checkpoint: give --out FILE or --resume FILE")
     path = Path(args.out or args.resume or _default_run_dir() / "model.pt")
@@ -337,6 +335,8 @@ def _train(args, device: torch.device, rank: int) -> int:
         model = TS2Vec.from_checkpoint(args.resume or path, device=device)
     else:
         model = _model(args, data.X_train.shape[2], args.loss, args.seed, device)
+    if rank == 0:
+        print(header(model.device, model.backend), flush=True)  # a resumed model keeps its own backend
     start = time.perf_counter()
     model.fit(data.X_train, n_epochs=args.epochs, n_iters=args.iters, progress=not args.quiet, checkpoint=path,
               checkpoint_every=args.checkpoint_every)

@@ -113,6 +113,7 @@ def test_train_saves_a_resumable_model(tmp_path, capsys):
     model = TS2Vec.from_checkpoint(path, device="cpu")
     assert (model.n_iters, model.n_epochs, model.output_dims) == (5, 1, 8)
     assert main(["train", "--resume", str(path), "--iters", "10", "--out", str(path), *TINY]) == 0
+    assert capsys.readouterr().out.splitlines()[0].endswith("reference (pytorch)")  # the checkpoint's backend
     assert TS2Vec.from_checkpoint(path, device="cpu").n_iters == 10
 
 

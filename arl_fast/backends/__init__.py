@@ -140,9 +140,6 @@ def resolve_backend(name, device):
             name = override
     if name == "auto":
         return _resolve_auto(device)
-    if _module(name) is None:
-        raise ValueError(f"backend {name!r} cannot be imported in this process ({unavailable_reason(name, device)}); "
-                         f"available: {', '.join(available_backends())}")
     reason = unavailable_reason(name, device)
     if reason:
         raise ValueError(f"backend {name!r} cannot run on {device}: {reason}")
