@@ -111,7 +111,7 @@ def format_report(info):
         f"CPU: {cpu['model']} ({cpu['machine']}), torch capability {cpu['torch_capability']}, "
         f"{_threads(cpu['threads'])}",
         f"C++ kernels: {cpu['cpp_variant'] or 'none loaded'} (built: {', '.join(cpu['cpp_built']) or 'none'}); "
-        f"native bf16: {'yes' if cpu['bf16_native'] else 'no'}",
+        "bfloat16: " + ("native (AVX512-BF16 or AMX)" if cpu["bf16_native"] else "computed in float32"),
     ]
     lines += [f"GPU {gpu['device']}: {gpu['name']}, compute capability {gpu['capability']}, {gpu['memory_GiB']} GiB"
               for gpu in info["gpus"]] or ["GPU: none visible to torch"]

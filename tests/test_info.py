@@ -48,7 +48,8 @@ def test_info_names_cpp_and_its_variant(capsys):
     variant = cpp.isa()
     assert f"cpp        runs ({variant})" in text
     assert f"auto on cpu: cpp ({variant})" in text
-    assert f"C++ kernels: {variant} (built: {', '.join(cpp.built_variants())})" in text
+    bf16 = "native (AVX512-BF16 or AMX)" if cpp.fast_bf16() else "computed in float32"
+    assert f"C++ kernels: {variant} (built: {', '.join(cpp.built_variants())}); bfloat16: {bf16}" in text
     assert f"torch {torch.__version__}" in text and info.cpu_model() in text
     assert "triton" in text and "reference  runs (pytorch)" in text
 
