@@ -236,3 +236,35 @@ def test_precision_is_checked():
             tiny(precision="fp16")
         with pytest.raises(ValueError, match="fp16.*CUDA"):
             TS2Vec(2, precision="fp16")  # device "auto" is the CPU here
+
+
+# ---------------------------------------------------------------------------- the step's two views
+
+
+def test_two_views_give_the_overlap_of_full_forwards():
+    """The training step encodes each view only over the crops' overlap: the same values and encoder
+    gradients (float64) as full forwards of both views cut to the overlap, as TS2Vec computes them."""
+    torch.manual_seed(0)
+    encoder = tiny(seed=0)._net.double().train()
+    x = torch.randn(3, 40, encoder.input_dims, dtype=torch.float64)
+    host = torch.Generator().manual_seed(5)
+    crop = training.draw_crop(40, 3, 0, host, torch.Generator().manual_seed(6), x.device)
+    view1, view2 = training.crop_views(x, crop)
+    masks = [training.binomial_mask(*v.shape[:2], torch.Generator().manual_seed(7), x.device) for v in (view1, view2)]
+    results = []
+    for pruned in (True, False):
+        encoder.zero_grad()
+        generator = torch.Generator().manual_seed(8)
+        if pruned:
+            z1, z2 = training.TwoViews(encoder)(view1, masks[0], view2, masks[1], generator, crop.crop_l)
+        else:
+            z1 = encoder(view1, masks[0], generator)[:, -crop.crop_l :]
+            z2 = encoder(view2, masks[1], generator)[:, : crop.crop_l]
+        hierarchical_contrastive_loss(z1, z2, backend="reference").backward()
+        results.append((z1.detach(), z2.detach(), [p.grad.clone() for p in encoder.parameters()]))
+    (a1, a2, grads_a), (b1, b2, grads_b) = results
+    assert a1.shape == (3, crop.crop_l, encoder.output_dims) and a2.shape == a1.shape
+    torch.testing.assert_close(a1, b1, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(a2, b2, rtol=1e-12, atol=1e-12)
+    for a, b in zip(grads_a, grads_b):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
