@@ -5,8 +5,12 @@ see every resolution's trend, the module also measures all levels' losses
 without gradient ("probes") every ``probe_every`` steps, counted across
 epochs; ``end_epoch()`` hands the epoch means to a :class:`ResolutionSelector`,
 which draws the next epoch's resolution.  Counting across epochs keeps the
-probe's cost at 1/``probe_every`` when epochs are a single step (12 series,
-batch size 8): such an epoch may hold no probe, and then the last trend stands.
+probe's cost at 1/``probe_every`` when epochs are a single step (ETTh1's two
+training chunks, or 12 series at batch size 8).  A choice lasts at least
+``probe_every`` steps: an epoch shorter than that keeps its resolution into the
+next epochs until the choice has run ``probe_every`` steps, so that every draw
+rests on a probe of its own period instead of redrawing each step from a stale
+trend (what one-step epochs did before; ``bench/results/adaptive_etth1.md``).
 
 A probe of every level costs about 36% of the hierarchical loss's
 forward+backward (``bench/probe_cost.py``), so probing every step would eat
@@ -118,8 +122,9 @@ class AdaptiveResolutionLoss(torch.nn.Module):
         self.probabilities = None  # the distribution it was drawn from
         self._step = 0  # training steps so far: probes are every probe_every-th, across epoch boundaries
         self._epoch_steps = 0  # training steps this epoch
-        self._epoch_levels = 0  # most levels a batch had this epoch: the uniform draw's range
-        self._totals = None  # (2, MAX_RESOLUTIONS): probed loss sums and counts per aligned resolution
+        self._period_steps = 0  # training steps since the resolution was drawn: a choice lasts >= probe_every
+        self._epoch_levels = 0  # most levels a batch had since the draw: the uniform draw's range
+        self._totals = None  # (2, MAX_RESOLUTIONS): probed loss sums and counts per aligned resolution, this period
 
     def extra_repr(self):
         return (
@@ -150,6 +155,7 @@ class AdaptiveResolutionLoss(torch.nn.Module):
                 self._probe(z1, z2)
             self._step += 1
             self._epoch_steps += 1
+            self._period_steps += 1
             self._epoch_levels = max(self._epoch_levels, n)
         return loss
 
@@ -167,15 +173,18 @@ class AdaptiveResolutionLoss(torch.nn.Module):
         self._totals[1, :n] += 1
 
     def end_epoch(self):
-        """Observe the epoch's mean per-resolution losses, draw the next resolution and return it (aligned).
+        """End the epoch: when the resolution has been trained ``probe_every`` steps or more, observe the mean
+        per-resolution losses probed since it was drawn and draw the next; return the next epoch's resolution.
 
-        An epoch shorter than ``probe_every`` steps may hold no probe: then the last trend stands and the
-        next resolution is drawn from the same probabilities.  ``"uniform"`` draws among the epoch's
-        resolutions with equal probability; ``"finest"`` draws nothing and returns None.
+        An epoch shorter than ``probe_every`` steps keeps its resolution (and its probes) into the next epoch
+        until the choice has run ``probe_every`` steps; its ``history`` entry repeats the standing trend.
+        ``"uniform"`` draws among the resolutions its period had with equal probability; ``"finest"`` draws
+        nothing and returns None.
         """
         if self._epoch_steps == 0:
             raise RuntimeError("end_epoch() called before any training-mode forward in this epoch")
-        if self.selection == "adaptive":
+        drawing = self.selection != "finest" and self._period_steps >= self.probe_every
+        if drawing and self.selection == "adaptive":
             self._observe_epoch()
         self.history.append(
             {
@@ -185,21 +194,23 @@ class AdaptiveResolutionLoss(torch.nn.Module):
                 "level_losses": self.selector.values,
             }
         )
-        if self.selection == "adaptive":
+        if drawing and self.selection == "adaptive":
             self.probabilities = self.selector.probabilities().tolist()  # the first training step always probes
             (self.resolution,) = _from_rank0([self.selector.sample()])
-        elif self.selection == "uniform":
+        elif drawing and self.selection == "uniform":
             n = self._epoch_levels
             self.probabilities = [1.0 / n] * n
             (self.resolution,) = _from_rank0([self.selector.sample(n_resolutions=n)])
         self.epoch += 1
         self._epoch_steps = 0
-        self._epoch_levels = 0
-        self._totals = None
+        if drawing or self.selection == "finest":
+            self._period_steps = 0
+            self._epoch_levels = 0
+            self._totals = None
         return self.resolution
 
     def _observe_epoch(self):
-        """Hand the epoch's mean probed loss per resolution (all ranks' probes) to the selector."""
+        """Hand the period's mean probed loss per resolution (all ranks' probes) to the selector."""
         totals = torch.zeros(2, MAX_RESOLUTIONS, dtype=torch.float64) if self._totals is None else self._totals
         if _distributed():
             totals = totals.to(_collective_device())
@@ -218,6 +229,7 @@ class AdaptiveResolutionLoss(torch.nn.Module):
             "probabilities": None if self.probabilities is None else list(self.probabilities),
             "step": self._step,
             "epoch_steps": self._epoch_steps,
+            "period_steps": self._period_steps,
             "epoch_levels": self._epoch_levels,
             "totals": None if self._totals is None else self._totals.double().cpu().tolist(),
             "history": copy.deepcopy(self.history),
@@ -230,6 +242,8 @@ class AdaptiveResolutionLoss(torch.nn.Module):
         self.probabilities = state["probabilities"]
         self._step = state["step"]
         self._epoch_steps = state["epoch_steps"]
+        # States saved before choices spanned epochs drew at every epoch's end: their period is the epoch.
+        self._period_steps = state.get("period_steps", max(state["epoch_steps"], self.probe_every))
         self._epoch_levels = state.get("epoch_levels", 0)  # absent from states saved before "uniform" existed
         self._totals = None if state["totals"] is None else torch.tensor(state["totals"], dtype=torch.float64)
         self.history = copy.deepcopy(state["history"])

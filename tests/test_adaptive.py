@@ -129,20 +129,42 @@ def test_probe_every_counts_steps_across_epochs():
         np.testing.assert_allclose(entry["level_losses"], expected, rtol=1e-12)
 
 
-def test_epochs_without_a_probe_keep_the_last_trend():
+def test_epochs_shorter_than_probe_every_keep_their_resolution_until_a_probe():
     module = AdaptiveResolutionLoss(seed=0, probe_every=3)
-    batches = [pair(16, seed=s) for s in range(7)]  # one step an epoch: probes in epochs 0, 3 and 6
+    batches = [pair(16, seed=s) for s in range(7)]  # one step an epoch: probes at steps 0, 3 and 6
+    drawn = []
     for z1, z2 in batches:
         module(z1, z2)
-        module.end_epoch()
-    assert module.selector.num_observations == 3
+        drawn.append(module.end_epoch())
+    # a choice lasts 3 steps: draws at the ends of epochs 2 and 5, each from its own period's probe
+    assert module.selector.num_observations == 2
+    trained = [entry["resolution"] for entry in module.history]
+    assert trained[0] == trained[1] == trained[2] and trained[3] == trained[4] == trained[5]
+    assert drawn[:2] == [trained[0]] * 2 and drawn[2] == trained[3] and drawn[5] == trained[6]
     values = [entry["level_losses"] for entry in module.history]
-    assert values[0] == values[1] == values[2] != values[3] == values[4] == values[5] != values[6]
-    expected = resolution_losses(*batches[3], backend="reference").flip(0).numpy()
-    np.testing.assert_allclose(values[3], expected, rtol=1e-12)
-    # epochs 1-3 were drawn from the probabilities of epoch 0's trend
+    assert values[0] == values[1] == [] and values[2] == values[3] == values[4] != values[5] == values[6]
+    for entry, probed in ((2, batches[0]), (5, batches[3])):
+        expected = resolution_losses(*probed, backend="reference").flip(0).numpy()
+        np.testing.assert_allclose(values[entry], expected, rtol=1e-12)
     drawn_from = [entry["probabilities"] for entry in module.history]
-    assert drawn_from[1] == drawn_from[2] == drawn_from[3] != drawn_from[4]
+    assert drawn_from[3] == drawn_from[4] == drawn_from[5] != drawn_from[6]
+
+
+def test_a_period_spanning_epochs_resumes_from_its_state_dict():
+    """A choice in the middle of its period survives a state_dict round trip: the same draws follow."""
+    batches = [pair(16, seed=s) for s in range(9)]
+    full = AdaptiveResolutionLoss(seed=4, probe_every=3)
+    for z1, z2 in batches[:4]:
+        full(z1, z2)
+        full.end_epoch()
+    resumed = AdaptiveResolutionLoss(seed=99, probe_every=3)
+    resumed.load_state_dict(full.state_dict())
+    for module in (full, resumed):
+        for z1, z2 in batches[4:]:
+            module(z1, z2)
+            module.end_epoch()
+    assert [h["resolution"] for h in resumed.history] == [h["resolution"] for h in full.history]
+    assert resumed.history[-1]["level_losses"] == full.history[-1]["level_losses"]
 
 
 def test_default_probes_every_fourth_step():
