@@ -269,6 +269,10 @@ def test_table_and_plot(tmp_path, one_thread):
     rows = [line.split()[:2] for line in lines[4:]]
     assert rows == [["hierarchical", "2"], ["adaptive", "2"], ["baseline", "(abs_diff)"]]
     assert "1.5 ± 0.7" in lines[4] and lines[4].rstrip().endswith("1.00")
+    assert "custom labels; delay 7" in lines[0] and runs[0]["labels"] == "custom"
+    untimed = A.format_table(results, times=False).splitlines()
+    assert untimed[2].split() == ["loss", "seeds", "F1", "precision", "recall"]
+    assert untimed[4].split()[:2] == ["hierarchical", "2"] and "1.5" not in untimed[4]
     paths = A.write_plots(tmp_path, results, artefacts)
     assert [p.name for p in paths] == ["synthetic_anomaly.png"] and paths[0].stat().st_size > 10_000
 
@@ -280,12 +284,17 @@ def test_delay_option():
     A.add_arguments(parser)
     assert parser.parse_args([]).delay == A.DEFAULT_DELAY
     assert parser.parse_args(["--delay", "3"]).delay == 3
+    assert parser.parse_args([]).labels == "windows" and parser.parse_args(["--labels", "points"]).labels == "points"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--labels", "segments"])
     with pytest.raises(SystemExit):
         parser.parse_args(["--delay", "-1"])
     with pytest.raises(ValueError, match="--delay must be a non-negative integer"):
         A.baseline(A.prepare(synthetic(n=1, length=800)), argparse.Namespace(delay=-1))
     with pytest.raises(ValueError, match="needs --data-dir"):
         A.load("NAB", None, argparse.Namespace(delay=7))
+    with pytest.raises(ValueError, match="--labels must be one of windows, points"):
+        A.load("NAB", "NAB", argparse.Namespace(delay=7, labels="segments"))
 
 
 def _nab_folder(root, data):

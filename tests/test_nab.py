@@ -123,6 +123,42 @@ def test_missing_folder_or_windows(tmp_path):
         load_nab(tmp_path / "empty")
 
 
+def _points(nab, entries):
+    (nab / "combined_labels.json").write_text(json.dumps(entries))
+
+
+def test_point_labels_mark_one_point_per_anomaly(nab):
+    stamps = _stamps(12)
+    _points(nab, {"groupA/a.csv": ["2020-01-01 00:10:00", "2020-01-01 01:25:00"], "groupA/quiet.csv": [],
+                  "groupB/dup.csv": [stamps[5]]})
+    data = load_nab(nab, labels="points")
+    series = {s.name: s for s in data.series}
+    assert data.labels == "points" and load_nab(nab).labels == "windows"
+    np.testing.assert_array_equal(np.flatnonzero(series["groupA/a.csv"].labels), [2, 17])
+    assert not series["groupA/quiet.csv"].labelled and series["groupA/a.csv"].labelled
+    # the labelled timestamp repeats in the file: the row kept (the first) carries the label
+    np.testing.assert_array_equal(np.flatnonzero(series["groupB/dup.csv"].labels), [5])
+    np.testing.assert_array_equal(series["groupB/dup.csv"].values, load_nab(nab).series[2].values)
+
+
+@pytest.mark.parametrize("entry, message", [
+    (["2020-01-01 00:12:00"], r"label '2020-01-01 00:12:00' is not a timestamp of the series"),
+    (["soon"], r"label 'soon' is not a date"),
+    ("2020-01-01 00:10:00", r"the labels must be a list of timestamps"),
+])
+def test_bad_point_labels_name_the_file(nab, entry, message):
+    _points(nab, {"groupA/a.csv": entry, "groupA/quiet.csv": [], "groupB/dup.csv": []})
+    with pytest.raises(ValueError, match=r"combined_labels\.json \(groupA/a\.csv\): " + message):
+        load_nab(nab, labels="points")
+
+
+def test_label_kinds(nab):
+    with pytest.raises(ValueError, match="labels must be one of 'windows', 'points', got 'segments'"):
+        load_nab(nab, labels="segments")
+    with pytest.raises(FileNotFoundError, match="no combined_labels.json"):
+        load_nab(nab, labels="points")  # the fixture has windows only
+
+
 def test_users_arrays():
     rng = np.random.default_rng(0)
     data = anomaly_dataset([rng.normal(size=30), rng.normal(size=20)],
@@ -131,7 +167,7 @@ def test_users_arrays():
     x, y = data.series
     assert x.dropped == 1 and len(x.values) == 29 and x.labels.sum() == 5
     assert x.labelled and not y.labelled and y.timestamps is None
-    assert [s.name for s in data.scored] == ["x"]
+    assert [s.name for s in data.scored] == ["x"] and data.labels == "custom"
 
 
 @pytest.mark.parametrize("kwargs, error, message", [

@@ -1,8 +1,13 @@
 """Labelled anomaly series: the Numenta Anomaly Benchmark (NAB) layout, and users' own arrays.
 
-NAB keeps one univariate series per file, ``<folder>/<name>.csv`` with columns ``timestamp,value``, and the
-labels in ``combined_windows.json`` at its root: for each ``"<folder>/<name>.csv"`` a list of
-``[start, end]`` timestamps.  A point is anomalous when its timestamp lies in a window, bounds included.
+NAB keeps one univariate series per file, ``<folder>/<name>.csv`` with columns ``timestamp,value``, and two
+kinds of labels at its root, for each ``"<folder>/<name>.csv"``:
+
+- ``combined_windows.json`` (``labels="windows"``, the default): a list of ``[start, end]`` timestamps; a point
+  is anomalous when its timestamp lies in a window, bounds included.  NAB centres each window on its anomaly.
+- ``combined_labels.json`` (``labels="points"``): a list of timestamps, one per anomaly, each a timestamp of the
+  series; that point alone is anomalous (as TS2Vec's Yahoo and KPI labels mark the anomalous points).
+
 A series whose list is empty has no labelled anomaly: it is kept (TS2Vec pretrains on every series) but is not
 scored.
 
@@ -22,6 +27,8 @@ import numpy as np
 import pandas as pd
 
 WINDOWS_FILE = "combined_windows.json"
+POINTS_FILE = "combined_labels.json"
+LABEL_FILES = {"windows": WINDOWS_FILE, "points": POINTS_FILE}
 
 
 @dataclass
@@ -42,6 +49,7 @@ class AnomalyDataset:
 
     name: str
     series: list[AnomalySeries] = field(default_factory=list)
+    labels: str = "custom"  # which labels mark the anomalies: NAB's "windows" or "points", or users' own
 
     @property
     def scored(self) -> list[AnomalySeries]:
@@ -187,52 +195,73 @@ def _window_labels(stamps: np.ndarray, windows, where: str) -> np.ndarray:
     return labels
 
 
-def load_nab(data_dir) -> AnomalyDataset:
-    """Load NAB series with their window labels from ``data_dir``.
+def _point_labels(stamps: np.ndarray, points, where: str) -> np.ndarray:
+    labels = np.zeros(len(stamps), np.int8)
+    if not isinstance(points, list):
+        raise ValueError(f"{where}: the labels must be a list of timestamps, got {points!r}")
+    for point in points:
+        try:
+            stamp = pd.Timestamp(point).as_unit("ns").value
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"{where}: label {point!r} is not a date ({error})") from None
+        at = stamps == stamp
+        if not at.any():
+            raise ValueError(f"{where}: label {point!r} is not a timestamp of the series")
+        labels[at] = 1
+    return labels
 
-    ``data_dir`` is NAB's root (holding ``combined_windows.json`` and one folder per group) or one group's
-    folder (e.g. ``NAB/realKnownCause``: the windows file is then read from its parent and only that group's
-    series are loaded).  Every CSV of the groups must have an entry in the windows file, and every entry of
-    the groups a CSV.  ValueError naming the file on bad input.
+
+def load_nab(data_dir, labels: str = "windows") -> AnomalyDataset:
+    """Load NAB series with their labels from ``data_dir``: ``labels="windows"`` (``combined_windows.json``)
+    or ``"points"`` (``combined_labels.json``).
+
+    ``data_dir`` is NAB's root (holding the labels files and one folder per group) or one group's folder
+    (e.g. ``NAB/realKnownCause``: the labels file is then read from its parent and only that group's series
+    are loaded).  Every CSV of the groups must have an entry in the labels file, and every entry of the groups
+    a CSV.  ValueError naming the file on bad input.
     """
+    if labels not in LABEL_FILES:
+        raise ValueError(f"labels must be one of {', '.join(map(repr, LABEL_FILES))}, got {labels!r}")
+    name = LABEL_FILES[labels]
     root = Path(data_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"data_dir {root} is not a folder (expected NAB's root or one of its groups)")
-    if (root / WINDOWS_FILE).is_file():
-        windows_path, groups = root / WINDOWS_FILE, sorted(p for p in root.iterdir() if p.is_dir())
-    elif (root.parent / WINDOWS_FILE).is_file():
-        windows_path, groups = root.parent / WINDOWS_FILE, [root]
+    if (root / name).is_file():
+        labels_path, groups = root / name, sorted(p for p in root.iterdir() if p.is_dir())
+    elif (root.parent / name).is_file():
+        labels_path, groups = root.parent / name, [root]
     else:
-        raise FileNotFoundError(f"no {WINDOWS_FILE} in {root} or its parent: NAB keeps the labels at its root")
+        raise FileNotFoundError(f"no {name} in {root} or its parent: NAB keeps the labels at its root")
     try:
-        windows = json.loads(windows_path.read_text())
+        entries = json.loads(labels_path.read_text())
     except (OSError, ValueError) as error:
-        raise ValueError(f"{windows_path}: cannot read it as JSON ({error})") from None
-    if not isinstance(windows, dict):
-        raise ValueError(f"{windows_path}: expected an object mapping '<folder>/<name>.csv' to windows")
+        raise ValueError(f"{labels_path}: cannot read it as JSON ({error})") from None
+    if not isinstance(entries, dict):
+        raise ValueError(f"{labels_path}: expected an object mapping '<folder>/<name>.csv' to its labels")
 
     names = {group.name for group in groups}
     csvs = {f"{group.name}/{path.name}": path for group in groups for path in sorted(group.glob("*.csv"))}
-    selected = sorted(key for key in windows if key.split("/")[0] in names or len(groups) > 1)
+    selected = sorted(key for key in entries if key.split("/")[0] in names or len(groups) > 1)
     missing = [key for key in selected if key not in csvs]
     if missing:
-        raise ValueError(f"{windows_path} names {len(missing)} series not found under {windows_path.parent}: "
+        raise ValueError(f"{labels_path} names {len(missing)} series not found under {labels_path.parent}: "
                          f"{', '.join(missing[:5])}")
-    unlisted = [key for key in csvs if key not in windows]
+    unlisted = [key for key in csvs if key not in entries]
     if unlisted:
-        raise ValueError(f"{csvs[unlisted[0]]}: no entry in {windows_path} (give it [] for a series without "
+        raise ValueError(f"{csvs[unlisted[0]]}: no entry in {labels_path} (give it [] for a series without "
                          f"anomalies); {len(unlisted)} such file(s)")
     if not selected:
-        raise ValueError(f"no series under {root}: expected <folder>/<name>.csv files listed in {windows_path}")
+        raise ValueError(f"no series under {root}: expected <folder>/<name>.csv files listed in {labels_path}")
 
     series = []
     for key in selected:
         path = csvs[key]
         values, stamps = _read_csv(path)
-        labels = _window_labels(stamps, windows[key], f"{windows_path} ({key})")
+        marks = (_window_labels if labels == "windows" else _point_labels)(stamps, entries[key],
+                                                                          f"{labels_path} ({key})")
         try:
-            item = make_series(key, values, labels, stamps, labelled=bool(windows[key]))
+            item = make_series(key, values, marks, stamps, labelled=bool(entries[key]))
         except ValueError as error:
             raise ValueError(f"{path}: {str(error).removeprefix(key + ': ')}") from None
         series.append(item)
-    return AnomalyDataset(root.name, series)
+    return AnomalyDataset(root.name, series, labels)

@@ -58,6 +58,7 @@ SLIDING_PADDING = 200
 ENCODE_BATCH = 256
 MAX_DIFFERENCES = 5
 BASELINE = "abs_diff"
+LABEL_KINDS = ("windows", "points")  # NAB's two label files (see arl_fast.data.nab)
 
 
 # ---------------------------------------------------------------------------- stationarity (ADF test)
@@ -307,6 +308,9 @@ def add_arguments(group) -> None:
     group.add_argument("--delay", type=_non_negative_int, default=DEFAULT_DELAY, metavar="N",
                        help=f"alarms within N points after another are dropped, and a labelled segment counts as "
                             f"found when an alarm lies in its first N + 1 points ({DEFAULT_DELAY}: TS2Vec's on KPI)")
+    group.add_argument("--labels", choices=LABEL_KINDS, default=LABEL_KINDS[0],
+                       help="NAB's labels to score against: the anomaly windows (combined_windows.json, the "
+                            "default) or one point per anomaly (combined_labels.json)")
 
 
 def _non_negative_int(text: str) -> int:
@@ -318,6 +322,13 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _labels(args) -> str:
+    labels = getattr(args, "labels", LABEL_KINDS[0])
+    if labels not in LABEL_KINDS:
+        raise ValueError(f"--labels must be one of {', '.join(LABEL_KINDS)}, got {labels!r}")
+    return labels
+
+
 def _delay(args) -> int:
     delay = getattr(args, "delay", DEFAULT_DELAY)
     if isinstance(delay, bool) or not isinstance(delay, int) or delay < 0:
@@ -327,14 +338,15 @@ def _delay(args) -> int:
 
 def load(dataset: str, data_dir, args=None) -> AnomalyData:
     """The series of ``dataset``: NAB's layout under ``data_dir`` (``data_dir/dataset`` when that folder
-    exists, e.g. ``--dataset realKnownCause --data-dir NAB``, else ``data_dir`` itself), prepared."""
+    exists, e.g. ``--dataset realKnownCause --data-dir NAB``, else ``data_dir`` itself), with the labels
+    ``args.labels`` names (windows by default), prepared."""
     if data_dir is None:
         raise ValueError(f"--task anomaly needs --data-dir: NAB's root (holding combined_windows.json) or one of "
                          f"its groups, for --dataset {dataset}")
     folder = Path(data_dir)
     if dataset and (folder / dataset).is_dir():
         folder = folder / dataset
-    return prepare(load_nab(folder))
+    return prepare(load_nab(folder, _labels(args)))
 
 
 def train_series(data: AnomalyData) -> np.ndarray:
@@ -342,15 +354,28 @@ def train_series(data: AnomalyData) -> np.ndarray:
     return pretraining_series(data)
 
 
+def encode_scores(model, series: list[PreparedSeries]) -> tuple[dict, float]:
+    """Step 3 on every series given (train then test): name -> raw scores, and the time the encodes took.
+    Labels play no part, so one encode serves every kind of labels."""
+    start = time.perf_counter()
+    scores = {s.name: representation_scores(model, np.concatenate([s.train, s.test])) for s in series}
+    return scores, time.perf_counter() - start
+
+
 def evaluate(model, data: AnomalyData, args=None) -> tuple[dict, dict]:
     """Score every labelled series with ``model`` (steps 3-6); returns the metrics (F1, precision, recall, the
-    pooled counts, alarms, encode time) and, for the plots, each series' :class:`SeriesResult`."""
+    pooled counts, alarms, encode time, the labels scored against) and, for the plots, each series'
+    :class:`SeriesResult`."""
     delay = _delay(args)
-    start = time.perf_counter()
-    scores = {s.name: representation_scores(model, np.concatenate([s.train, s.test])) for s in data.scored}
-    encode_time = time.perf_counter() - start
+    scores, encode_time = encode_scores(model, data.scored)
+    return scored_metrics(scores, data, delay, encode_time)
+
+
+def scored_metrics(scores: dict, data: AnomalyData, delay: int, encode_time: float) -> tuple[dict, dict]:
+    """What :func:`evaluate` returns, from raw scores already encoded (name -> train+test array)."""
     metrics, results = score_all(scores, data, delay)
     metrics["encode_time_s"] = encode_time
+    metrics["labels"] = data.dataset.labels
     return metrics, {r.name: r for r in results}
 
 
@@ -360,7 +385,7 @@ def baseline(data: AnomalyData, args=None) -> dict:
     delay = _delay(args)
     metrics, _ = score_all({s.name: baseline_scores(s) for s in data.scored}, data, delay)
     return {
-        "name": BASELINE, **metrics, "delay": delay,
+        "name": BASELINE, **metrics, "delay": delay, "labels": data.dataset.labels,
         "data": {"series": len(data.series), "scored": len(data.scored), "unlabelled": data.dataset.n_unlabelled,
                  "dropped_repeats": data.dataset.dropped,
                  "differenced": {s.name: s.differences for s in data.series if s.differences}},
@@ -380,9 +405,10 @@ def _cell(value, spread=None, digits=3) -> str:
     return text + (f" ± {spread:.{digits}f}" if spread else "")
 
 
-def format_table(results: dict) -> str:
+def format_table(results: dict, times: bool = True) -> str:
     """Per dataset: per loss the training time, F1, precision and recall (mean ± standard deviation over
-    seeds), the time ratio to hierarchical, and the baseline's row; then what the data held."""
+    seeds), the time ratio to hierarchical, and the baseline's row; then what the data held.  ``times=False``
+    leaves the two time columns out (for runs pooled from machines whose times do not compare)."""
     blocks = []
     for dataset, per_loss in results["summary"].items():
         base = (results.get("baseline") or {}).get(dataset)
@@ -393,15 +419,18 @@ def format_table(results: dict) -> str:
             if loss not in per_loss:
                 continue
             row = per_loss[loss]
-            rows.append([loss, str(row.get("n_seeds", "-")), _cell(row["train_time_s"], row.get("train_time_s_std"), 1)]
+            rows.append([loss, str(row.get("n_seeds", "-")), _cell(row.get("train_time_s"), row.get("train_time_s_std"), 1)]
                         + [_cell(row[m], row.get(f"{m}_std")) for m in METRICS]
                         + [_cell(ratios.get(loss), None, 2) if isinstance(ratios, dict) else "-"])
         if base:
             rows.append([f"baseline ({base['name']})", "-", "-"] + [_cell(base[m]) for m in METRICS] + ["-"])
+        if not times:  # "train time (s)" and "time / hier." left out
+            header, *rows = [row[:2] + row[3:6] for row in (header, *rows)]
         title = f"{dataset}: F1 / precision / recall point-adjusted, pooled over series; mean ± std over seeds"
         if base:
             info = base["data"]
-            title += (f"; delay {base['delay']}\n{info['scored']} of {info['series']} series scored "
+            labels = f"; {base['labels']} labels" if base.get("labels") else ""
+            title += (f"{labels}; delay {base['delay']}\n{info['scored']} of {info['series']} series scored "
                       f"({info['unlabelled']} without labelled anomalies train only)")
             if info["dropped_repeats"]:
                 title += "; repeated timestamps, first row kept: " + ", ".join(
