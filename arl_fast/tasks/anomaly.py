@@ -11,7 +11,8 @@ Per series (TS2Vec's ``tasks/anomaly_detection.py`` and its Yahoo / KPI preproce
 3. **Score.**  The whole series is encoded twice with causal sliding windows (``sliding_length=1``,
    ``sliding_padding=200``), once with the window's last timestamp masked (``mask="mask_last"``) and once
    without; a point's score is the L1 distance of its two representations: how much seeing the point
-   changes what the encoder makes of its past.
+   changes what the encoder makes of its past.  The two passes are one pruned encode that computes what
+   they share once (:func:`arl_fast.encoding.encode_pair`).
 4. **Normalise** each score by the trailing mean of the 21 scores before it: ``(s_t - m_t) / m_t``.
 5. **Threshold** = mean + 4 standard deviations of the training half's normalised scores (its first 22
    dropped); a test point above it is an alarm, and an alarm within ``delay`` points after a kept alarm is
@@ -19,6 +20,8 @@ Per series (TS2Vec's ``tasks/anomaly_detection.py`` and its Yahoo / KPI preproce
 6. **Point adjust with delay**: on the time grid of the test timestamps (step = smallest gap, missing grid
    points labelled 0), a labelled segment counts as found, all of it, when an alarm lies in its first
    ``delay + 1`` points, and as missed otherwise.  F1, precision and recall pool the points of all series.
+   NAB labels windows centred on each anomaly (the default), or one point per anomaly (``--labels points``:
+   a one-point segment is found only by an alarm on it).
 
 The ADF test is statsmodels' ``adfuller``, as in the original.  Where this differs from the original, on inputs
 where the original fails or is undefined: a stretch the test refuses (constant, or too short for its lags)
