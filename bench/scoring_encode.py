@@ -6,7 +6,9 @@ encode, per thread count, three ways in one process: ``encode_pair`` (pruned, co
 share), two pruned ``encode`` calls, and two plain ``encode`` calls (``prune=False``); it reports the largest
 difference of the scores from the plain ones and the multiply-adds per window of each way.  The encoder is
 TS2Vec's default, untrained (the time does not depend on the weights).  ``--series N`` times the first N scored
-series only, for a short check.
+series only, for a short check; ``--plain-series N`` times the plain way on the first N of them only (it is
+about 20 times slower than the others: NAB's whole plain encode takes over an hour per thread count on 2 cores),
+and compares the ways by time per window.
 
     python bench/scoring_encode.py --data-dir ../shared/data/NAB --threads 1 2 \\
         --out bench/results/scoring_encode_nab.md
@@ -26,7 +28,7 @@ from arl_fast import TS2Vec
 from arl_fast.encoding import PrunedPlan
 from arl_fast.tasks import anomaly
 
-from cpu_loss import cpu_model
+from arl_fast.info import cpu_model, header
 
 WINDOW = anomaly.SLIDING_PADDING + 1
 
@@ -59,11 +61,15 @@ def main(argv=None) -> int:
     parser.add_argument("--data-dir", default="../shared/data/NAB")
     parser.add_argument("--dataset", default="NAB")
     parser.add_argument("--series", type=int, default=None, help="time the first N scored series only")
+    parser.add_argument("--plain-series", type=int, default=None,
+                        help="time the plain way on the first N of the series only (the ratios compare time per window)")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--out", help="also write the report to this file")
     args = parser.parse_args(argv)
     if args.series is not None and args.series < 1:
         parser.error(f"--series must be >= 1, got {args.series}")
+    if args.plain_series is not None and args.plain_series < 1:
+        parser.error(f"--plain-series must be >= 1, got {args.plain_series}")
     if any(t < 1 for t in args.threads):
         parser.error(f"--threads must be >= 1, got {args.threads}")
 
@@ -71,6 +77,9 @@ def main(argv=None) -> int:
     scored = data.scored[: args.series]
     series = [np.concatenate([s.train, s.test]) for s in scored]
     windows = sum(len(v) for v in series)
+    plain_series = series[: args.plain_series]
+    counts = {way: windows for way in WAYS}
+    counts["plain, twice"] = sum(len(v) for v in plain_series)
     model = TS2Vec(1, seed=0, device="cpu")  # TS2Vec's default encoder: 64 hidden, 320 out, depth 10
     net = model._averaged
     plan = PrunedPlan(net, WINDOW, np.array([WINDOW - 1]))
@@ -84,12 +93,13 @@ def main(argv=None) -> int:
         torch.set_num_threads(threads)
         times, scores = {}, {}
         for way in WAYS:
-            times[way], scores[way] = timed_scores(way, model, series)
+            times[way], scores[way] = timed_scores(way, model, plain_series if way == "plain, twice" else series)
             print(f"{threads} thread(s), {way}: {times[way]:.1f} s", flush=True)
+        per_window = {way: times[way] / counts[way] for way in WAYS}
         for way in WAYS:
-            rows.append(f"| {threads} | {way} | {times[way]:.1f} | {2 * windows / times[way]:.0f} | "
-                        f"{work[way] / 1e6:.1f} M | {times['plain, twice'] / times[way]:.2f}x | "
-                        f"{times['pruned, twice'] / times[way]:.2f}x |")
+            rows.append(f"| {threads} | {way} | {counts[way]} | {times[way]:.1f} | {2 / per_window[way]:.0f} | "
+                        f"{work[way] / 1e6:.1f} M | {per_window['plain, twice'] / per_window[way]:.2f}x | "
+                        f"{per_window['pruned, twice'] / per_window[way]:.2f}x |")
         for way in ("pruned, twice", "pruned, shared"):
             difference = max(np.abs(a - b).max() / np.abs(b).max() for a, b in zip(scores[way], scores["plain, twice"]))
             differences[way] = max(differences.get(way, 0.0), difference)
@@ -99,16 +109,19 @@ def main(argv=None) -> int:
         f"# The anomaly score's encode of {args.dataset}: shared pruned pass vs two pruned vs two plain",
         "",
         f"command: {command.rstrip()}",
+        header("cpu", "auto"),
         f"CPU: {cpu_model()}; torch {torch.__version__}",
         f"series: {len(scored)} of {len(data.scored)} scored, {windows} points -> 2 x {windows} causal windows of "
         f"{WINDOW} steps (last step masked, and seen), {anomaly.ENCODE_BATCH} windows per pass; encoder: TS2Vec's "
         "default (hidden 64, output 320, depth 10, kernel 3)",
         "",
-        "| threads | encode | time (s) | windows/s | multiply-adds per window pair | vs plain | vs pruned twice |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| threads | encode | points encoded | time (s) | windows/s | multiply-adds per window pair | vs plain (time "
+        "per window) | vs pruned twice |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
         *rows,
         "",
-        "largest difference of the scores from the plain ones, per series over its largest score: "
+        f"largest difference of the scores from the plain ones (on the {len(plain_series)} series both ran), per "
+        "series over its largest score: "
         + ", ".join(f"{way} {value:.3g}" for way, value in differences.items()),
     ]
     report = "\n".join(lines)
