@@ -7,9 +7,9 @@
 Each configuration trains TS2Vec with its defaults (batch 8, max_train_length 3000, AdamW at 1e-3, seed 0) on
 the training slice of a forecasting CSV (ETTh1 multivariate by default: 14 channels, two 4,320-step chunks, so
 every step is a batch of 2 with crops up to 3,000 steps) for ``--iters`` iterations, in a fresh process, and
-reports the seconds and the ratio to the first configuration.  A configuration is ``backend:loss`` (this
-checkout) or ``backend:loss:other`` (the ``--other-build`` checkout, its extension built in place: the step as
-that checkout trains it).  ``--rounds N`` interleaves the configurations N times and keeps medians.  The adaptive
+reports the seconds and the ratio to the first configuration.  A configuration is ``backend:loss``, followed by
+``:bf16`` to train under bfloat16 autocast (``precision="bf16"``) and ``:other`` to train with the
+``--other-build`` checkout (its extension built in place: the step as that checkout trains it).  ``--rounds N`` interleaves the configurations N times and keeps medians.  The adaptive
 loss probes every level on every 4th step: ``--iters`` a multiple of 4 counts its probes in proportion.
 """
 
@@ -28,7 +28,7 @@ import torch
 
 
 
-def worker(backend, loss, iters, seed, threads, series_path):
+def worker(backend, loss, precision, iters, seed, threads, series_path):
     """Train in this (fresh) process and print the seconds; only ``TS2Vec(...).fit`` is used, so any build runs."""
     torch.set_num_threads(threads)
     import arl_fast
@@ -36,7 +36,7 @@ def worker(backend, loss, iters, seed, threads, series_path):
 
     series = np.load(series_path)
     model = TS2Vec(series.shape[2], loss=loss, backend=backend, batch_size=8, max_train_length=3000, seed=seed,
-                   device="cpu")
+                   device="cpu", precision=precision)
     start = time.perf_counter()
     model.fit(series, n_iters=iters, progress=False)
     seconds = time.perf_counter() - start
@@ -45,14 +45,16 @@ def worker(backend, loss, iters, seed, threads, series_path):
 
 
 def parse_runs(text, other_build):
+    """(backend, loss, precision, other) per comma-separated ``backend:loss[:bf16][:other]``."""
     runs = []
     for item in text.split(","):
-        parts = item.split(":")
-        if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "other"):
-            raise SystemExit(f"--runs: {item!r} is not backend:loss or backend:loss:other")
-        if len(parts) == 3 and other_build is None:
+        backend, _, rest = item.partition(":")
+        loss, *flags = rest.split(":")
+        if not backend or not loss or any(flag not in ("bf16", "other") for flag in flags):
+            raise SystemExit(f"--runs: {item!r} is not backend:loss[:bf16][:other]")
+        if "other" in flags and other_build is None:
             raise SystemExit(f"--runs: {item!r} needs --other-build")
-        runs.append((parts[0], parts[1], len(parts) == 3))
+        runs.append((backend, loss, "bf16" if "bf16" in flags else "fp32", "other" in flags))
     return runs
 
 
@@ -68,11 +70,11 @@ def main():
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--other-build", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--worker", nargs=6, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", nargs=7, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        backend, loss, iters, seed, threads, path = args.worker
-        return worker(backend, loss, int(iters), int(seed), int(threads), path)
+        backend, loss, precision, iters, seed, threads, path = args.worker
+        return worker(backend, loss, precision, int(iters), int(seed), int(threads), path)
 
     from arl_fast.data import load_forecast_csv
     from arl_fast.info import cpu_model, header  # here: the workers may import another checkout's arl_fast
@@ -94,26 +96,26 @@ def main():
         np.save(path, series)
         for _ in range(args.rounds):
             for run in runs:
-                backend, loss, other = run
+                backend, loss, precision, other = run
                 env = dict(os.environ)
                 if other:
                     env["PYTHONPATH"] = str(args.other_build.resolve())
-                out = subprocess.run([sys.executable, __file__, "--worker", backend, loss, str(args.iters),
-                                      str(args.seed), str(args.threads), str(path)],
+                out = subprocess.run([sys.executable, __file__, "--worker", backend, loss, precision,
+                                      str(args.iters), str(args.seed), str(args.threads), str(path)],
                                      capture_output=True, text=True, env=env, check=False)
                 if out.returncode != 0:
                     raise SystemExit(f"{run} failed:\n{out.stderr[-3000:]}")
                 result = json.loads(out.stdout.strip().splitlines()[-1])
                 times[run].append(result["seconds"])
-                print(f"{backend} {loss} ({result['package']}): {result['seconds']:.1f} s", flush=True)
+                print(f"{backend} {loss} {precision} ({result['package']}): {result['seconds']:.1f} s", flush=True)
     first = statistics.median(times[runs[0]])
-    table = ["| backend | loss | build | training s | s / iteration | speed-up over the first row | every round (s) |",
-             "|---|---|---|---|---|---|---|"]
+    table = ["| backend | loss | precision | build | training s | s / iteration | speed-up over the first row | "
+             "every round (s) |", "|---|---|---|---|---|---|---|---|"]
     for run in runs:
-        backend, loss, other = run
+        backend, loss, precision, other = run
         seconds = statistics.median(times[run])
         build = f"other ({args.other_build})" if other else "this"
-        table.append(f"| {backend} | {loss} | {build} | {seconds:.1f} | {seconds / args.iters:.3f} | "
+        table.append(f"| {backend} | {loss} | {precision} | {build} | {seconds:.1f} | {seconds / args.iters:.3f} | "
                      f"{first / seconds:.2f}x | {', '.join(f'{t:.1f}' for t in times[run])} |")
     lines += table
     print("\n".join(table))
