@@ -9,8 +9,9 @@ the training slice of a forecasting CSV (ETTh1 multivariate by default: 14 chann
 every step is a batch of 2 with crops up to 3,000 steps) for ``--iters`` iterations, in a fresh process, and
 reports the seconds and the ratio to the first configuration.  A configuration is ``backend:loss``, followed by
 ``:bf16`` to train under bfloat16 autocast (``precision="bf16"``) and ``:other`` to train with the
-``--other-build`` checkout (its extension built in place: the step as that checkout trains it).  ``--rounds N`` interleaves the configurations N times and keeps medians.  The adaptive
-loss probes every level on every 4th step: ``--iters`` a multiple of 4 counts its probes in proportion.
+``--other-build`` checkout (its extension built in place: the step as that checkout trains it).  ``--rounds N``
+interleaves the configurations N times and keeps medians.  The adaptive loss probes every level on every 4th
+step: ``--iters`` a multiple of 4 counts its probes in proportion.
 """
 
 import argparse
