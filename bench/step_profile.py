@@ -223,6 +223,7 @@ def main():
     parser.add_argument("--other-build", type=Path, default=None,
                         help="a checkout with its extension built in place, profiled beside this one")
     parser.add_argument("--out", type=Path, default=None, help="also write the table to this markdown file")
+    parser.add_argument("--append", action="store_true", help="append to --out instead of replacing it")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker is not None:
@@ -265,7 +266,8 @@ def main():
                         lines.append(row)
                         print(row, flush=True)
     if args.out is not None:
-        args.out.write_text("\n".join(lines) + "\n")
+        before = args.out.read_text() + "\n" if args.append and args.out.exists() else ""
+        args.out.write_text(before + "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
