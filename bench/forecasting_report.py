@@ -1,10 +1,14 @@
-"""Summarise the ETTh1 forecasting runs of ``bench/forecasting.sh`` into ``bench/results/forecasting/SUMMARY.md``.
+"""Summarise the ETTh1 forecasting runs of ``bench/forecasting.sh`` into ``SUMMARY.md`` beside them.
 
 Reads each setting's ``results.json`` (whatever runs it holds so far: the runs are written one by one), prints the
 per-loss tables, the paper's figures beside the hierarchical loss's, the time ratios and the cpp / reference
 comparison of the first seed.
 
     python bench/forecasting_report.py [--dir bench/results/forecasting]
+
+A setting's folder ``<setting>`` holds the hierarchical runs (and maybe others), ``<setting>_adaptive`` other
+losses run apart, ``<setting>_bf16`` runs under bfloat16 autocast (compared with the float32 runs of the same
+loss and seed), ``multivariate_reference`` the reference backend's runs.
 """
 
 from __future__ import annotations
@@ -52,10 +56,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", default="bench/results/forecasting")
     root = Path(parser.parse_args(argv).dir)
+    command = (root / "COMMAND.txt").read_text().strip() if (root / "COMMAND.txt").is_file() else \
+        "bash bench/forecasting.sh"
     cpu = (root / "cpu.txt").read_text().split(":", 1)[-1].strip() if (root / "cpu.txt").is_file() else "unknown"
     out = ["# ETTh1 forecasting with TS2Vec's defaults", "",
-           f"CPU: {cpu}, one torch thread per run, two runs side by side (`bash bench/forecasting.sh`); "
-           "rebuilt from the runs' results.json by `python bench/forecasting_report.py`.", ""]
+           f"CPU: {cpu}, one torch thread per run, two runs side by side (`{command}`); rebuilt from the runs' "
+           f"results.json by `python bench/forecasting_report.py --dir {root}`.", ""]
     for setting in ("multivariate", "univariate"):
         results = load(root / setting)
         if results is None:
@@ -68,11 +74,14 @@ def main(argv=None) -> int:
         out += paper_rows(setting, summary) + [""]
         others = load(root / f"{setting}_adaptive")  # the other losses, when run apart from the hierarchical loss
         if others is not None:
-            out += [f"Other losses, {setting}, run after the hierarchical ones (on a less loaded machine: their "
-                    "time ratios below are not a like-for-like comparison, their MSE is):", "", "```",
-                    forecasting.format_table(others), "```", ""]
+            out += [f"Other losses, {setting}, run apart from the hierarchical ones (their time ratios are a "
+                    "like-for-like comparison only where the runs say they ran side by side; their MSE is):", "",
+                    "```", forecasting.format_table(others), "```", ""]
             results = {**results, "runs": results["runs"] + others["runs"]}
         out += loss_comparison(results)
+        bf16 = load(root / f"{setting}_bf16")
+        if bf16 is not None:
+            out += precision_comparison(results, bf16)
     reference = load(root / "multivariate_reference")
     cpp = load(root / "multivariate")
     if reference and cpp:
@@ -95,6 +104,22 @@ def loss_comparison(results) -> list[str]:
             continue
         cells = ", ".join(f"{h}: {run['mse'][h]:.3f} / {base['mse'][h]:.3f}" for h in run["mse"])
         lines.append(f"| {loss} | {seed} | {run['train_time_s'] / base['train_time_s']:.2f} | {cells} |")
+    return lines + [""]
+
+
+def precision_comparison(fp32, bf16) -> list[str]:
+    """Each bf16 run against the float32 run of the same loss and seed: time ratio and MSE per horizon."""
+    base = {(r["loss"], r["seed"]): r for r in fp32["runs"]}
+    lines = ["bfloat16 autocast (`--precision bf16`) against float32, the same loss and seed (time ratio; MSE per "
+             "horizon, bf16 / fp32):", "", "| loss | seed | time ratio | MSE (bf16 / fp32) per horizon |",
+             "| --- | ---: | ---: | --- |"]
+    for run in bf16["runs"]:
+        other = base.get((run["loss"], run["seed"]))
+        if other is None:
+            continue
+        cells = ", ".join(f"{h}: {run['mse'][h]:.3f} / {other['mse'][h]:.3f}" for h in run["mse"])
+        lines.append(f"| {run['loss']} | {run['seed']} | {run['train_time_s'] / other['train_time_s']:.2f} | "
+                     f"{cells} |")
     return lines + [""]
 
 
