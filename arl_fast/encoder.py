@@ -29,12 +29,12 @@ class SamePadConv(nn.Module):
 
     def forward(self, x: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
         """The convolution of ``x`` (B, C_in, T) at outputs ``[start, stop)``, (B, C_out, stop - start)."""
-        if start == 0 and stop is None:
+        stop = x.size(2) if stop is None else stop
+        if start == 0 and stop == x.size(2):
             out = self.conv(x)
             return out[:, :, : out.size(2) - self.remove]
         layer = self.conv
         (k,), (dilation,), (left,) = layer.kernel_size, layer.dilation, layer.padding
-        stop = x.size(2) if stop is None else stop
         padded = F.pad(x, (left, (k - 1) * dilation - left))
         return F.conv1d(padded[:, :, start : stop + (k - 1) * dilation], layer.weight, layer.bias, dilation=dilation)
 
@@ -54,9 +54,8 @@ class ConvBlock(nn.Module):
         residual are computed there alone)."""
         stop = x.size(2) if stop is None else stop
         residual = x[:, :, start:stop]
-        if self.projector is not None:  # a matmul: torch's 1x1 convolution takes a slow path on one thread
-            residual = F.linear(residual.transpose(1, 2), self.projector.weight[:, :, 0], self.projector.bias)
-            residual = residual.transpose(1, 2)
+        if self.projector is not None:
+            residual = self.projector(residual)
         h = self.conv1(F.gelu(x))
         return self.conv2(F.gelu(h), start, stop) + residual
 

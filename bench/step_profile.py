@@ -236,6 +236,8 @@ def main():
         parser.error(f"--other-build {args.other_build} holds no arl_fast package")
     from arl_fast.info import cpu_model, header  # here: the workers may import another checkout's arl_fast
 
+    torch.set_num_threads(args.threads)  # what the workers run with, so the header says it
+
     builds = [("this", None)] + ([(f"other ({args.other_build})", args.other_build)] if args.other_build else [])
     lines = [
         f"# Step profile: python bench/{Path(__file__).name} {' '.join(sys.argv[1:])}",

@@ -80,6 +80,7 @@ def main():
     from arl_fast.data import load_forecast_csv
     from arl_fast.info import cpu_model, header  # here: the workers may import another checkout's arl_fast
 
+    torch.set_num_threads(args.threads)  # what the workers run with, so the header says it
     runs = parse_runs(args.runs, args.other_build)
     data = load_forecast_csv(args.csv)
     series = data.data[:, data.train_slice].astype(np.float32)
