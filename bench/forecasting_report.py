@@ -7,8 +7,8 @@ comparison of the first seed.
     python bench/forecasting_report.py [--dir bench/results/forecasting]
 
 A setting's folder ``<setting>`` holds the hierarchical runs (and maybe others), ``<setting>_adaptive`` other
-losses run apart, ``<setting>_bf16`` runs under bfloat16 autocast (compared with the float32 runs of the same
-loss and seed), ``multivariate_reference`` the reference backend's runs.
+losses run apart, ``<setting>_bf16`` and ``<setting>_adaptive_bf16`` runs under bfloat16 autocast (compared with
+the float32 runs of the same loss and seed), ``multivariate_reference`` the reference backend's runs.
 """
 
 from __future__ import annotations
@@ -62,6 +62,8 @@ def main(argv=None) -> int:
     out = ["# ETTh1 forecasting with TS2Vec's defaults", "",
            f"CPU: {cpu}, one torch thread per run, two runs side by side (`{command}`); rebuilt from the runs' "
            f"results.json by `python bench/forecasting_report.py --dir {root}`.", ""]
+    if (root / "NOTE.md").is_file():  # what the runs' files cannot say, e.g. the machine's load while they ran
+        out += [(root / "NOTE.md").read_text().strip(), ""]
     for setting in ("multivariate", "univariate"):
         results = load(root / setting)
         if results is None:
@@ -79,9 +81,9 @@ def main(argv=None) -> int:
                     "```", forecasting.format_table(others), "```", ""]
             results = {**results, "runs": results["runs"] + others["runs"]}
         out += loss_comparison(results)
-        bf16 = load(root / f"{setting}_bf16")
-        if bf16 is not None:
-            out += precision_comparison(results, bf16)
+        bf16 = [found for name in (f"{setting}_bf16", f"{setting}_adaptive_bf16") if (found := load(root / name))]
+        if bf16:
+            out += precision_comparison(results, {"runs": [run for found in bf16 for run in found["runs"]]})
     reference = load(root / "multivariate_reference")
     cpp = load(root / "multivariate")
     if reference and cpp:
