@@ -8,15 +8,12 @@ import torch
 from arl_fast import TS2Vec
 from arl_fast.encoder import TSEncoder
 from arl_fast.encoding import PrunedPlan, encode_pair, pruned_forward, pruned_forward_pair
+from tiny_models import trained_looking
 
 
 @pytest.fixture(scope="module")
 def model(one_thread):
-    model = TS2Vec(3, output_dims=6, hidden_dims=5, depth=4, seed=0, device="cpu")
-    with torch.no_grad():  # a trained-looking encoder: no weight left at its small initial scale
-        for p in model._averaged.parameters():
-            p.mul_(3.0)
-    return model
+    return trained_looking(depth=4)
 
 
 def series(n=2, T=41, C=3, seed=0):
