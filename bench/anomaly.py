@@ -6,7 +6,7 @@ the benchmark lock (/tmp/arl_bench.lock) around each timed fit only, so a long s
 machine.  Each fit is encoded once and scored against every kind of labels asked for (``--labels``: NAB's
 windows, and its points, one per anomaly), one run per kind.
 
-A study longer than one session resumes: every finished fit's runs land in ``results.json`` at once (written
+A study stopped part-way resumes: every finished fit's runs land in ``results.json`` at once (written
 atomically), each with its loss, seed, iterations, labels, scores, times and the machine that ran it (CPU model
 and threads); the same command later, on this machine or another, keeps them and does only the runs missing.
 ``--commit`` also commits ``results.json`` after every fit.  Quality is pooled over machines; times are
