@@ -20,7 +20,7 @@ from setuptools import setup
 REQUIRE = os.environ.get("ARL_FAST_REQUIRE_EXT") == "1"
 MARCH = os.environ.get("ARL_FAST_MARCH", "")
 COMMON_ARGS = ["-O3", "-fopenmp", "-std=c++20"]
-KERNEL_SOURCES = ["csrc/ops.cpp", "csrc/cpu/contrastive_loss.cpp"]  # included by every csrc/variants/*.cpp
+KERNEL_SOURCES = ["csrc/ops.cpp", "csrc/cpu/bf16_gemm.cpp", "csrc/cpu/contrastive_loss.cpp"]  # included by every csrc/variants/*.cpp
 X86_VARIANTS = {  # variant: compiler flags; the CPU_CAPABILITY macros select at::vec's kernels and namespace
     "default": ["-DCPU_CAPABILITY=DEFAULT"],
     "avx2": ["-mavx2", "-mfma", "-mf16c", "-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2"],

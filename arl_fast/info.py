@@ -18,7 +18,7 @@ from .backends import ENV_VAR, auto_choice, backend_names, kernel_variant, resol
 from .backends import cpp
 
 # Variables that change which kernels run, shown when set.
-ENVIRONMENT = (ENV_VAR, cpp.ISA_ENV_VAR, cpp.REQUIRE_ENV_VAR, "ATEN_CPU_CAPABILITY", "TRITON_INTERPRET",
+ENVIRONMENT = (ENV_VAR, cpp.ISA_ENV_VAR, cpp.REQUIRE_ENV_VAR, cpp.BF16_GEMM_ENV_VAR, "ATEN_CPU_CAPABILITY", "TRITON_INTERPRET",
                "CUDA_VISIBLE_DEVICES")
 
 
@@ -88,6 +88,7 @@ def report():
             "cpp_variant": cpp.isa() or None,
             "cpp_built": cpp.built_variants(),
             "bf16_native": cpp.fast_bf16(),
+            "bf16_products": cpp.bf16_products() or None,
         },
         "gpus": _gpus(),
         "backends": [
@@ -98,6 +99,16 @@ def report():
         "auto": {device: _auto(device) for device in devices},
         "environment": {var: os.environ[var] for var in ENVIRONMENT if var in os.environ},
     }
+
+
+BF16_PRODUCTS = {"avx512_bf16": "the kernels' AVX512-BF16 micro-kernel", "mkl": "MKL's bf16 gemm"}
+
+
+def _bf16_text(cpu):
+    if not cpu["bf16_native"]:
+        return "computed in float32"
+    text = "native (AVX512-BF16 or AMX)"
+    return text + (f", tiles by {BF16_PRODUCTS[cpu['bf16_products']]}" if cpu["bf16_products"] else "")
 
 
 def format_report(info):
@@ -111,7 +122,7 @@ def format_report(info):
         f"CPU: {cpu['model']} ({cpu['machine']}), torch capability {cpu['torch_capability']}, "
         f"{_threads(cpu['threads'])}",
         f"C++ kernels: {cpu['cpp_variant'] or 'none loaded'} (built: {', '.join(cpu['cpp_built']) or 'none'}); "
-        "bfloat16: " + ("native (AVX512-BF16 or AMX)" if cpu["bf16_native"] else "computed in float32"),
+        "bfloat16: " + _bf16_text(cpu),
     ]
     lines += [f"GPU {gpu['device']}: {gpu['name']}, compute capability {gpu['capability']}, {gpu['memory_GiB']} GiB"
               for gpu in info["gpus"]] or ["GPU: none visible to torch"]

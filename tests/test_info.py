@@ -50,6 +50,8 @@ def test_info_names_cpp_and_its_variant(capsys):
     assert f"auto on cpu: cpp ({variant})" in text
     bf16 = "native (AVX512-BF16 or AMX)" if cpp.fast_bf16() else "computed in float32"
     assert f"C++ kernels: {variant} (built: {', '.join(cpp.built_variants())}); bfloat16: {bf16}" in text
+    if cpp.bf16_products():
+        assert f"tiles by {info.BF16_PRODUCTS[cpp.bf16_products()]}" in text
     assert f"torch {torch.__version__}" in text and info.cpu_model() in text
     assert "triton" in text and "reference  runs (pytorch)" in text
 
@@ -65,6 +67,7 @@ def test_info_json_matches_the_registry(capsys):
         assert entry["runs"] == (not reason) and entry["reason"] == (reason or None)
         assert entry["variant"] == (kernel_variant(entry["backend"], entry["device"]) or None)
     assert found["cpu"]["cpp_variant"] == cpp.isa() and found["cpu"]["bf16_native"] == cpp.fast_bf16()
+    assert found["cpu"]["bf16_products"] == (cpp.bf16_products() or None)
     assert found["auto"]["cpu"]["backend"] == resolve_backend("auto", "cpu")
     assert set(found["auto"]) == set(devices)
 

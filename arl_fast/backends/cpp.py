@@ -123,6 +123,18 @@ def fast_bf16():
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
+BF16_GEMM_ENV_VAR = "ARL_FAST_BF16_GEMM"  # "mkl": the bf16 tiles through MKL even where the micro-kernel runs
+
+
+def bf16_products():
+    """What multiplies the kernels' bf16 tiles: "avx512_bf16" (the kernels' own micro-kernel, on CPUs with
+    AVX512-BF16 and no AMX), "mkl" (MKL's bf16 gemm: AMX where the CPU has it) or "" (no kernels loaded, or bf16
+    computed in float32 on this CPU)."""
+    if not _ISA or not fast_bf16():
+        return ""
+    return torch.ops.arl_fast.cpp_bf16_gemm_implementation()
+
+
 def _operands(z1, z2):
     """Inputs in a dtype the kernels take: half, and bf16 without native bf16 instructions, run in float32."""
     if z1.dtype == torch.float16 or (z1.dtype == torch.bfloat16 and not fast_bf16()):

@@ -4,8 +4,8 @@
 // has groups = series and rows = pooled timestamps, the instance term groups = pooled timestamps and rows =
 // series.  Rows are read in place from the (pooled) inputs through strides, so a term needs no copy.
 //
-// Forward: rows in blocks of `kBlock`; similarity tiles S_IJ = Z_I Z_J^T come from BLAS (sgemm/dgemm, or MKL's
-// bf16 gemm with fp32 accumulation) into a per-thread scratch tile; an online log-sum-exp per row, the diagonal
+// Forward: rows in blocks of `kBlock`; similarity tiles S_IJ = Z_I Z_J^T come from BLAS (sgemm/dgemm; bf16 x bf16
+// -> fp32 products from bf16_gemm.cpp) into a per-thread scratch tile; an online log-sum-exp per row, the diagonal
 // masked inside the tile, its maximum and log-sum kept apart; the positive logit is read from its tile.  S is
 // symmetric, so a tile (I, J) with I != J serves the rows of I and, transposed, the rows of J: only half of S is
 // ever multiplied.  The tiles run in round-robin rounds in which every block appears once, so no two tiles of a
@@ -52,16 +52,12 @@ void sgemm_(const char* transa, const char* transb, const int* m, const int* n, 
 void dgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k, const double* alpha,
             const double* a, const int* lda, const double* b, const int* ldb, const double* beta, double* c,
             const int* ldc);
-// MKL's bf16 x bf16 -> fp32 gemm (AVX512-BF16 / AMX where the CPU has them).
-void cblas_gemm_bf16bf16f32(int layout, int transa, int transb, int m, int n, int k, float alpha,
-                            const uint16_t* a, int lda, const uint16_t* b, int ldb, float beta, float* c, int ldc);
 }
 
 namespace arl_fast {
 namespace {
 
 constexpr int64_t kBlock = 256;  // rows per tile
-constexpr int kColMajor = 102, kNoTrans = 111, kTrans = 112;  // CBLAS enums
 
 // Column-major C = alpha * op(A) op(B) + beta * C, as BLAS defines it.
 inline void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
@@ -80,9 +76,8 @@ inline void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha
 
 inline void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const at::BFloat16* a,
                  int64_t lda, const at::BFloat16* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  cblas_gemm_bf16bf16f32(kColMajor, ta ? kTrans : kNoTrans, tb ? kTrans : kNoTrans, m, n, k, alpha,
-                         reinterpret_cast<const uint16_t*>(a), lda, reinterpret_cast<const uint16_t*>(b), ldb, beta,
-                         c, ldc);
+  bf16::gemm(ta, tb, m, n, k, alpha, reinterpret_cast<const uint16_t*>(a), lda, reinterpret_cast<const uint16_t*>(b),
+             ldb, beta, c, ldc);
 }
 
 template <typename acc_t>
@@ -418,8 +413,7 @@ const scalar_t* operand(const acc_t* A, int64_t rows_i, int64_t rows_j, Scratch<
   if constexpr (std::is_same<scalar_t, acc_t>::value) {
     return A;
   } else {
-    for (int64_t i = 0; i < rows_i; ++i)
-      for (int64_t j = 0; j < rows_j; ++j) s.tile_low[i * kBlock + j] = static_cast<scalar_t>(A[i * kBlock + j]);
+    for (int64_t i = 0; i < rows_i; ++i) at::vec::convert(A + i * kBlock, s.tile_low.data() + i * kBlock, rows_j);
     return s.tile_low.data();
   }
 }
