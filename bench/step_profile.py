@@ -23,6 +23,8 @@ and the loss products the reference computes (``S = Z Z^T`` forward, two product
 level); the square matmul (float32, 2048) is measured in each configuration's own process, and ``of_mm`` is a
 part's GFLOP/s over it.
 
+``--precisions fp32,bf16,bf16-mkl`` profiles float32, bfloat16 autocast, and bfloat16 with the cpp kernels'
+bf16 tiles multiplied by MKL (``ARL_FAST_BF16_GEMM=mkl``) instead of their AVX512-BF16 micro-kernel.
 ``--other-build PATH`` (a checkout with its extension built in place) profiles that checkout's step beside this
 one's, configuration by configuration, each in a fresh process; ``--rounds N`` interleaves the builds N times and
 keeps each part's median.  A checkout whose encoder computes every timestamp of both views (before the step
@@ -176,6 +178,9 @@ def run_config(config, build):
     env = dict(os.environ)
     if build is not None:
         env["PYTHONPATH"] = str(Path(build).resolve())
+    if config["precision"] == "bf16-mkl":  # bf16 with the kernels' bf16 tiles through MKL
+        env["ARL_FAST_BF16_GEMM"] = "mkl"
+        config = dict(config, precision="bf16")
     out = subprocess.run([sys.executable, __file__, "--worker", json.dumps(config)], env=env, capture_output=True,
                          text=True, check=False)
     if out.returncode != 0:
@@ -213,7 +218,8 @@ def main():
     parser.add_argument("--shapes", default=",".join(SHAPES))
     parser.add_argument("--losses", default="hierarchical,adaptive")
     parser.add_argument("--backends", default="cpp,reference")
-    parser.add_argument("--precisions", default="fp32", help="comma-separated: fp32, bf16 (autocast)")
+    parser.add_argument("--precisions", default="fp32", help="comma-separated: fp32, bf16 (autocast), bf16-mkl (bf16 with the cpp "
+                        "kernels' bf16 tiles through MKL's gemm instead of their micro-kernel)")
     parser.add_argument("--steps", type=int, default=8, help="timed steps per configuration (a multiple of 4 "
                                                              "averages the adaptive loss's probes)")
     parser.add_argument("--warmup", type=int, default=2)

@@ -8,7 +8,9 @@ Each configuration trains TS2Vec with its defaults (batch 8, max_train_length 30
 the training slice of a forecasting CSV (ETTh1 multivariate by default: 14 channels, two 4,320-step chunks, so
 every step is a batch of 2 with crops up to 3,000 steps) for ``--iters`` iterations, in a fresh process, and
 reports the seconds and the ratio to the first configuration.  A configuration is ``backend:loss``, followed by
-``:bf16`` to train under bfloat16 autocast (``precision="bf16"``) and ``:other`` to train with the
+``:bf16`` to train under bfloat16 autocast (``precision="bf16"``), ``:mkl`` to multiply the cpp kernels' bf16
+tiles with MKL's gemm instead of their AVX512-BF16 micro-kernel (``ARL_FAST_BF16_GEMM=mkl``), and ``:other`` to
+train with the
 ``--other-build`` checkout (its extension built in place: the step as that checkout trains it).  ``--rounds N``
 interleaves the configurations N times and keeps medians.  The adaptive loss probes every level on every 4th
 step: ``--iters`` a multiple of 4 counts its probes in proportion.
@@ -46,16 +48,16 @@ def worker(backend, loss, precision, iters, seed, threads, series_path):
 
 
 def parse_runs(text, other_build):
-    """(backend, loss, precision, other) per comma-separated ``backend:loss[:bf16][:other]``."""
+    """(backend, loss, precision, other, mkl) per comma-separated ``backend:loss[:bf16][:mkl][:other]``."""
     runs = []
     for item in text.split(","):
         backend, _, rest = item.partition(":")
         loss, *flags = rest.split(":")
-        if not backend or not loss or any(flag not in ("bf16", "other") for flag in flags):
-            raise SystemExit(f"--runs: {item!r} is not backend:loss[:bf16][:other]")
+        if not backend or not loss or any(flag not in ("bf16", "mkl", "other") for flag in flags):
+            raise SystemExit(f"--runs: {item!r} is not backend:loss[:bf16][:mkl][:other]")
         if "other" in flags and other_build is None:
             raise SystemExit(f"--runs: {item!r} needs --other-build")
-        runs.append((backend, loss, "bf16" if "bf16" in flags else "fp32", "other" in flags))
+        runs.append((backend, loss, "bf16" if "bf16" in flags else "fp32", "other" in flags, "mkl" in flags))
     return runs
 
 
@@ -64,7 +66,8 @@ def main():
     parser.add_argument("--csv", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/ETT/ETTh1.csv",
                         help="forecasting CSV (default: ../shared/data/ETT/ETTh1.csv), multivariate")
     parser.add_argument("--runs", default="reference:hierarchical,cpp:hierarchical,cpp:adaptive",
-                        help="comma-separated backend:loss[:other], the first is the yardstick of the ratios")
+                        help="comma-separated backend:loss[:bf16][:mkl][:other], the first is the yardstick of the "
+                             "ratios")
     parser.add_argument("--iters", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
@@ -98,10 +101,12 @@ def main():
         np.save(path, series)
         for _ in range(args.rounds):
             for run in runs:
-                backend, loss, precision, other = run
+                backend, loss, precision, other, mkl = run
                 env = dict(os.environ)
                 if other:
                     env["PYTHONPATH"] = str(args.other_build.resolve())
+                if mkl:
+                    env["ARL_FAST_BF16_GEMM"] = "mkl"
                 out = subprocess.run([sys.executable, __file__, "--worker", backend, loss, precision,
                                       str(args.iters), str(args.seed), str(args.threads), str(path)],
                                      capture_output=True, text=True, env=env, check=False)
@@ -109,14 +114,16 @@ def main():
                     raise SystemExit(f"{run} failed:\n{out.stderr[-3000:]}")
                 result = json.loads(out.stdout.strip().splitlines()[-1])
                 times[run].append(result["seconds"])
-                print(f"{backend} {loss} {precision} ({result['package']}): {result['seconds']:.1f} s", flush=True)
+                tiles = " (bf16 tiles by MKL)" if mkl else ""
+                print(f"{backend} {loss} {precision}{tiles} ({result['package']}): {result['seconds']:.1f} s",
+                      flush=True)
     first = statistics.median(times[runs[0]])
     table = ["| backend | loss | precision | build | training s | s / iteration | speed-up over the first row | "
              "every round (s) |", "|---|---|---|---|---|---|---|---|"]
     for run in runs:
-        backend, loss, precision, other = run
+        backend, loss, precision, other, mkl = run
         seconds = statistics.median(times[run])
-        build = f"other ({args.other_build})" if other else "this"
+        build = (f"other ({args.other_build})" if other else "this") + (", bf16 tiles by MKL" if mkl else "")
         table.append(f"| {backend} | {loss} | {precision} | {build} | {seconds:.1f} | {seconds / args.iters:.3f} | "
                      f"{first / seconds:.2f}x | {', '.join(f'{t:.1f}' for t in times[run])} |")
     lines += table
