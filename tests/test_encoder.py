@@ -132,3 +132,35 @@ def test_kept_outputs_float32_default_encoder():
 def test_bad_keep_is_refused(keep):
     with pytest.raises(ValueError, match="keep"):
         small_encoder()(torch.randn(2, 10, 3), keep=keep)
+
+
+def _plain_stack(net, x):
+    """The encoder (eval mode, no mask) with its blocks on (B, C, T) tensors, the layout the sliding encode uses."""
+    h = net.input_fc(x).transpose(1, 2)
+    for block in net.feature_extractor:
+        h = block(h)
+    return h.transpose(1, 2)
+
+
+@pytest.mark.parametrize("kernel_size", [2, 3])
+def test_channels_last_stack_equals_the_plain_stack(kernel_size):
+    """The encoder holds activations as (B, C, 1, T) in channels-last memory (2-D convolutions); its blocks on
+    (B, C, T) (1-D convolutions) compute the same values (float64), and the representations come out contiguous."""
+    torch.manual_seed(0)
+    net = TSEncoder(3, output_dims=6, hidden_dims=5, depth=4, kernel_size=kernel_size).double().eval()
+    x = torch.randn(2, 50, 3, dtype=torch.float64)
+    out = net(x)
+    assert out.is_contiguous()
+    torch.testing.assert_close(out, _plain_stack(net, x), rtol=1e-12, atol=1e-12)
+
+
+def test_bf16_autocast_follows_float32():
+    """Under bf16 autocast the default encoder's representations stay within bf16's precision of float32's."""
+    torch.manual_seed(0)
+    net = TSEncoder(2).eval()
+    x = torch.randn(2, 700, 2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = net(x, keep=(100, 700))
+    assert low.dtype == torch.bfloat16
+    exact = net(x)[:, 100:]
+    assert (low.float() - exact).abs().max() <= 0.05 * exact.abs().max()
