@@ -36,20 +36,27 @@ class SamePadConv(nn.Module):
         # An even receptive field pads one step too many on the right.
         self.remove = 1 if receptive_field % 2 == 0 else 0
 
-    def forward(self, x: torch.Tensor, start: int = 0, stop: int | None = None, activation=None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, start: int = 0, stop: int | None = None, activation=None,
+                valid: int | None = None) -> torch.Tensor:
         """The convolution of ``activation(x)`` (``x`` (B, C_in, T), or (B, C_in, 1, T)) at outputs
-        ``[start, stop)``: (B, C_out, stop - start), or (B, C_out, 1, stop - start).  The activation must map 0
-        to 0 (GELU does): outside all outputs it is applied to the window the outputs read, zero padding included,
+        ``[start, stop)``: (B, C_out, stop - start), or (B, C_out, 1, stop - start).  Only the first ``valid``
+        steps of ``x`` are read (default: all), the rest as zeros, as the padding.  The activation must map 0 to
+        0 (GELU does): outside all outputs it is applied to the window the outputs read, zero padding included,
         so its backward runs on contiguous tensors."""
         length = x.size(-1)
         stop = length if stop is None else stop
+        valid = length if valid is None else valid
         layer = self.conv
         (k,), (dilation,), (left,) = layer.kernel_size, layer.dilation, layer.padding
         if start == 0 and stop == length:
-            out = conv(x if activation is None else activation(x), layer, left)
+            inputs = x if activation is None else activation(x)
+            if valid < length:  # the steps past ``valid`` read as zeros (in place: GELU saves its input, not this)
+                inputs = inputs.clone() if activation is None else inputs
+                inputs[..., valid:] = 0
+            out = conv(inputs, layer, left)
             return out[..., : out.size(-1) - self.remove]
         low, high = start - left, stop + (k - 1) * dilation - left  # the window read, in x's positions
-        window = F.pad(x[..., max(low, 0) : min(high, length)], (max(-low, 0), max(high - length, 0)))
+        window = F.pad(x[..., max(low, 0) : min(high, valid)], (max(-low, 0), max(high - valid, 0)))
         return conv(window if activation is None else activation(window), layer)
 
 
@@ -63,15 +70,20 @@ class ConvBlock(nn.Module):
         needs_projection = in_channels != out_channels or final
         self.projector = nn.Conv1d(in_channels, out_channels, 1) if needs_projection else None
 
-    def forward(self, x: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, start: int = 0, stop: int | None = None,
+                valid: int | None = None) -> torch.Tensor:
         """The block on ``x`` (B, C, T), or (B, C, 1, T), at outputs ``[start, stop)`` only (its second
-        convolution and the residual are computed there alone)."""
+        convolution and the residual are computed there alone); its convolutions read the first ``valid`` steps
+        of their inputs (default: all) and zeros past them.  ``stop`` may pass the end of ``x``: the outputs
+        there are computed from zeros."""
         stop = x.size(-1) if stop is None else stop
         residual = x[..., start:stop]
+        if residual.size(-1) < stop - start:
+            residual = F.pad(residual, (0, stop - start - residual.size(-1)))
         if self.projector is not None:
             residual = conv(residual, self.projector)
-        h = self.conv1(x, activation=F.gelu)
-        return self.conv2(h, start, stop, activation=F.gelu) + residual
+        h = self.conv1(x, activation=F.gelu, valid=valid)
+        return self.conv2(h, start, stop, activation=F.gelu, valid=valid) + residual
 
 
 class DilatedConvEncoder(nn.Sequential):
@@ -90,6 +102,9 @@ class DilatedConvEncoder(nn.Sequential):
                 for i in range(len(channels))
             ]
         )
+
+
+LENGTH_BUCKET = 128  # CPU inputs are padded to a multiple of this many steps (see TSEncoder.forward)
 
 
 class TSEncoder(nn.Module):
@@ -122,6 +137,7 @@ class TSEncoder(nn.Module):
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         self.input_dims = input_dims
         self.output_dims = output_dims
+        self.length_bucket = LENGTH_BUCKET
         self.dropout = dropout
         self.input_fc = nn.Linear(input_dims, hidden_dims)
         self.feature_extractor = DilatedConvEncoder(
@@ -149,14 +165,22 @@ class TSEncoder(nn.Module):
         x = self.input_fc(x.masked_fill(~observed.unsqueeze(-1), 0.0))
         kept = observed if mask is None else observed & mask
         x = x.masked_fill(~kept.unsqueeze(-1), 0.0)
+        # On CPU, lengths are rounded up to a multiple of ``length_bucket`` (the steps added are zeros and every
+        # convolution reads zeros past the real length, so no real output changes): oneDNN builds its convolutions
+        # per input length, which cost more than the convolutions themselves when training's crops change length
+        # every step; a few dozen lengths are built once and reused.
+        bucket = self.length_bucket if x.device.type == "cpu" else 1
+        padded_length = -(-length // bucket) * bucket
+        kept_stop = start + -(-(stop - start) // bucket) * bucket
+        x = F.pad(x, (0, 0, 0, padded_length - length))
         *lower, last = self.feature_extractor
         x = x.transpose(1, 2).unsqueeze(2)  # (B, C, 1, T), channels last: the (B, T, C) memory as it is
         for block in lower:
-            x = block(x)
-        x = last(x, start, stop).squeeze(2).transpose(1, 2)
+            x = block(x, valid=length)
+        x = last(x, start, kept_stop, valid=length).squeeze(2).transpose(1, 2)[:, : stop - start]
         if self.training and self.dropout > 0:
             # Drawn for every timestamp whatever is kept, so the random stream does not depend on ``keep``.
             shape = (x.size(0), length, x.size(2))
             drop = torch.rand(shape, generator=generator, device=x.device, dtype=x.dtype)[:, start:stop]
             x = x * (drop >= self.dropout).to(x.dtype) / (1.0 - self.dropout)
-        return x
+        return x.contiguous()

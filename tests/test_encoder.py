@@ -134,24 +134,38 @@ def test_bad_keep_is_refused(keep):
         small_encoder()(torch.randn(2, 10, 3), keep=keep)
 
 
-def _plain_stack(net, x):
-    """The encoder (eval mode, no mask) with its blocks on (B, C, T) tensors, the layout the sliding encode uses."""
+def _plain_stack(net, x, keep):
+    """The encoder (no mask, no dropout) with its blocks on (B, C, T) tensors of the input's own length: the
+    layout the sliding encode uses, without length buckets."""
     h = net.input_fc(x).transpose(1, 2)
     for block in net.feature_extractor:
         h = block(h)
-    return h.transpose(1, 2)
+    return h.transpose(1, 2)[:, keep[0] : keep[1]]
 
 
 @pytest.mark.parametrize("kernel_size", [2, 3])
-def test_channels_last_stack_equals_the_plain_stack(kernel_size):
-    """The encoder holds activations as (B, C, 1, T) in channels-last memory (2-D convolutions); its blocks on
-    (B, C, T) (1-D convolutions) compute the same values (float64), and the representations come out contiguous."""
+@pytest.mark.parametrize("bucket", [1, 8, 128])
+@pytest.mark.parametrize("keep", [(0, 50), (0, 7), (13, 41), (45, 50)])
+def test_bucketed_channels_last_stack_equals_the_plain_stack(kernel_size, bucket, keep):
+    """The encoder holds activations as (B, C, 1, T) in channels-last memory, its length padded to a multiple
+    of ``length_bucket`` (every convolution reading zeros past the real length); its blocks on (B, C, T) of the
+    real length compute the same values and parameter gradients (float64), over all outputs or a kept range."""
     torch.manual_seed(0)
     net = TSEncoder(3, output_dims=6, hidden_dims=5, depth=4, kernel_size=kernel_size).double().eval()
+    net.length_bucket = bucket
     x = torch.randn(2, 50, 3, dtype=torch.float64)
-    out = net(x)
-    assert out.is_contiguous()
-    torch.testing.assert_close(out, _plain_stack(net, x), rtol=1e-12, atol=1e-12)
+    target = torch.randn(2, keep[1] - keep[0], 6, dtype=torch.float64)
+    results = []
+    for plain in (False, True):
+        net.zero_grad()
+        out = _plain_stack(net, x, keep) if plain else net(x, keep=keep)
+        (out * target).sum().backward()
+        results.append((out.detach(), [p.grad.clone() for p in net.parameters()]))
+    (ours, our_grads), (plain, plain_grads) = results
+    assert ours.is_contiguous() and ours.shape == plain.shape
+    torch.testing.assert_close(ours, plain, rtol=1e-12, atol=1e-12)
+    for a, b in zip(our_grads, plain_grads):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
 def test_bf16_autocast_follows_float32():
