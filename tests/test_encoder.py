@@ -89,6 +89,21 @@ def test_bad_arguments():
         small_encoder()(torch.randn(2, 10, 4))
 
 
+def _output_and_grads(net, forward, target):
+    """``forward()``'s output and the parameter gradients of its dot product with ``target``."""
+    net.zero_grad()
+    out = forward()
+    (out * target).sum().backward()
+    return out.detach(), [p.grad.clone() for p in net.parameters()]
+
+
+def _assert_same(ours, expected):
+    """Outputs within 1e-12 and parameter gradients within 1e-10 (float64) of ``expected``."""
+    torch.testing.assert_close(ours[0], expected[0], rtol=1e-12, atol=1e-12)
+    for a, b in zip(ours[1], expected[1]):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
 def _full_then_slice(net, x, mask, keep, generator_seed):
     return net(x, mask, torch.Generator().manual_seed(generator_seed))[:, keep[0] : keep[1]]
 
@@ -103,20 +118,10 @@ def test_kept_outputs_equal_the_full_outputs_there(kernel_size, keep):
     x = torch.randn(2, 37, 3, dtype=torch.float64)
     mask = torch.rand(2, 37) < 0.7
     target = torch.randn(2, keep[1] - keep[0], 6, dtype=torch.float64)
-    results = []
-    for pruned in (False, True):
-        net.zero_grad()
-        if pruned:
-            out = net(x, mask, torch.Generator().manual_seed(3), keep=keep)
-        else:
-            out = _full_then_slice(net, x, mask, keep, 3)
-        (out * target).sum().backward()
-        results.append((out.detach(), [p.grad.clone() for p in net.parameters()]))
-    (full, full_grads), (kept, kept_grads) = results
-    assert kept.shape == (2, keep[1] - keep[0], 6)
-    torch.testing.assert_close(kept, full, rtol=1e-12, atol=1e-12)
-    for a, b in zip(kept_grads, full_grads):
-        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    full = _output_and_grads(net, lambda: _full_then_slice(net, x, mask, keep, 3), target)
+    kept = _output_and_grads(net, lambda: net(x, mask, torch.Generator().manual_seed(3), keep=keep), target)
+    assert kept[0].shape == (2, keep[1] - keep[0], 6)
+    _assert_same(kept, full)
 
 
 def test_kept_outputs_float32_default_encoder():
@@ -155,17 +160,10 @@ def test_bucketed_channels_last_stack_equals_the_plain_stack(kernel_size, bucket
     net.length_bucket = bucket
     x = torch.randn(2, 50, 3, dtype=torch.float64)
     target = torch.randn(2, keep[1] - keep[0], 6, dtype=torch.float64)
-    results = []
-    for plain in (False, True):
-        net.zero_grad()
-        out = _plain_stack(net, x, keep) if plain else net(x, keep=keep)
-        (out * target).sum().backward()
-        results.append((out.detach(), [p.grad.clone() for p in net.parameters()]))
-    (ours, our_grads), (plain, plain_grads) = results
-    assert ours.is_contiguous() and ours.shape == plain.shape
-    torch.testing.assert_close(ours, plain, rtol=1e-12, atol=1e-12)
-    for a, b in zip(our_grads, plain_grads):
-        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    ours = _output_and_grads(net, lambda: net(x, keep=keep), target)
+    plain = _output_and_grads(net, lambda: _plain_stack(net, x, keep), target)
+    assert ours[0].is_contiguous() and ours[0].shape == plain[0].shape
+    _assert_same(ours, plain)
 
 
 def test_bf16_autocast_follows_float32():
