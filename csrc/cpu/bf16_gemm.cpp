@@ -39,14 +39,21 @@ namespace bf16 {
 
 constexpr int kColMajor = 102, kNoTrans = 111, kTrans = 112;  // CBLAS enums
 
+// Whether this build and CPU can run the micro-kernel (AVX512-BF16's vdpbf16ps).
+inline bool own_available() {
+#ifdef ARL_FAST_OWN_BF16_GEMM
+  return __builtin_cpu_supports("avx512bf16");
+#else
+  return false;
+#endif
+}
+
 // Which implementation runs the bf16 products on this CPU: "avx512_bf16" (the micro-kernel) or "mkl".
 inline const std::string& implementation() {
   static const std::string chosen = [] {
     const char* forced = std::getenv("ARL_FAST_BF16_GEMM");
     if (forced && std::string(forced) == "mkl") return std::string("mkl");
-#ifdef ARL_FAST_OWN_BF16_GEMM
-    if (__builtin_cpu_supports("avx512bf16") && !__builtin_cpu_supports("amx-bf16")) return std::string("avx512_bf16");
-#endif
+    if (own_available() && !__builtin_cpu_supports("amx-bf16")) return std::string("avx512_bf16");
     return std::string("mkl");
   }();
   return chosen;
@@ -260,14 +267,6 @@ void own_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, co
 }
 
 #endif  // ARL_FAST_OWN_BF16_GEMM
-
-inline bool own_available() {
-#ifdef ARL_FAST_OWN_BF16_GEMM
-  return __builtin_cpu_supports("avx512bf16");
-#else
-  return false;
-#endif
-}
 
 // Column-major C = alpha op(A) op(B) + beta C with bf16 A, B and float32 C: the micro-kernel or MKL, per CPU.
 inline void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const uint16_t* a, int64_t lda,
